@@ -1,0 +1,225 @@
+"""The ``cep`` command line. Names and output shapes are a contract: scripts use them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from gateway.platform import open_control
+from gateway.settings import Settings
+
+DATA_OPTION = click.option("--data", "data_dir", type=click.Path(path_type=Path),
+                           default=None, help="Data directory (default ./.cep).")
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings.from_env(**overrides)
+
+
+@click.group()
+def main() -> None:
+    """CEP — customer engagement platform."""
+
+
+# -- projects ------------------------------------------------------------------------------
+
+@main.group()
+def project() -> None:
+    """Projects (tenants) and their keys."""
+
+
+@project.command("create")
+@click.argument("name")
+@DATA_OPTION
+@click.option("--profile", type=click.Choice(["embedded", "distributed"]), default="embedded")
+def project_create(name: str, data_dir: Path | None, profile: str) -> None:
+    """Create a project; prints its id and keys as one JSON object (keys are shown once)."""
+    settings = _settings(data_dir=data_dir, profile=profile)
+    control = open_control(settings.data_dir)
+    try:
+        created = control.create_project(name)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        control.close()
+    click.echo(json.dumps(created))
+
+
+@project.command("list")
+@DATA_OPTION
+def project_list(data_dir: Path | None) -> None:
+    """List projects as JSON lines."""
+    control = open_control(_settings(data_dir=data_dir).data_dir)
+    for p in control.projects():
+        click.echo(json.dumps(p))
+    control.close()
+
+
+@project.command("rotate-key")
+@click.argument("project_id")
+@click.argument("kind", type=click.Choice(["write", "read", "admin"]))
+@DATA_OPTION
+def project_rotate(project_id: str, kind: str, data_dir: Path | None) -> None:
+    """Issue a new key of KIND and revoke the old one; prints the new key."""
+    control = open_control(_settings(data_dir=data_dir).data_dir)
+    if not control.project_exists(project_id):
+        raise click.UsageError(f"project: {project_id!r} does not exist")
+    click.echo(json.dumps({"project": project_id, f"{kind}_key": control.rotate_key(
+        project_id, kind)}))
+    control.close()
+
+
+# -- serving -------------------------------------------------------------------------------
+
+@main.command()
+@DATA_OPTION
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+@click.option("--profile", type=click.Choice(["embedded", "distributed"]), default="embedded")
+@click.option("--demo", is_flag=True, help="Load the demo data set first (once per data dir).")
+@click.option("--log-level", default="info")
+def serve(data_dir: Path | None, host: str | None, port: int | None, profile: str,
+          demo: bool, log_level: str) -> None:
+    """Serve ingest, GraphQL and health endpoints."""
+    import logging
+
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.platform import Platform
+
+    if profile != "embedded":
+        raise click.UsageError("profile: only 'embedded' is available in this build; the "
+                               "distributed profile is tracked in issue 3")
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = _settings(data_dir=data_dir, host=host, port=port)
+    platform = Platform.open(settings)
+    if demo:
+        from gateway.demo import load_demo
+
+        keys = load_demo(platform)
+        click.echo(json.dumps({"demo": keys}), err=True)
+    app = create_app(platform, own_platform=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level,
+                timeout_graceful_shutdown=30)
+
+
+# -- data ----------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--users", type=int, default=200, show_default=True)
+@click.option("--days", type=int, default=14, show_default=True)
+@click.option("--end", "end_ms", type=int, default=None,
+              help="End of the generated period, unix ms (default: now).")
+@click.option("--invalid-rate", type=float, default=0.0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write NDJSON events here (profiles beside it).")
+@click.option("--url", default=None, help="Send to a running gateway at this base URL.")
+@click.option("--write-key", default=None, help="The project's write key (with --url).")
+def generate(seed: int, users: int, days: int, end_ms: int | None, invalid_rate: float,
+             out: Path | None, url: str | None, write_key: str | None) -> None:
+    """Generate a realistic grocery-app event stream, deterministic for a seed."""
+    from stream.generate import generate as make, send, write_ndjson
+
+    if (out is None) == (url is None):
+        raise click.UsageError("give exactly one of --out FILE or --url URL")
+    if url is not None and not write_key:
+        raise click.UsageError("write-key: required with --url")
+    end = end_ms if end_ms is not None else int(time.time() * 1000)
+    dataset = make(seed=seed, users=users, days=days, end_ms=end, invalid_rate=invalid_rate)
+    if out is not None:
+        write_ndjson(dataset, out)
+        click.echo(json.dumps({"events": len(dataset.events),
+                               "profiles": len(dataset.profiles), "out": str(out)}))
+        return
+    totals = asyncio.run(send(dataset, url or "", write_key or "", progress=sys.stderr.isatty()))
+    click.echo(json.dumps(totals if isinstance(totals, dict) else totals.__dict__, default=str))
+
+
+@main.group()
+def deadletters() -> None:
+    """Rejected records: list and replay after a schema fix."""
+
+
+@deadletters.command("list")
+@click.option("--url", required=True, help="Base URL of a running gateway.")
+@click.option("--read-key", required=True)
+@click.option("--first", type=int, default=50)
+def deadletters_list(url: str, read_key: str, first: int) -> None:
+    """Print open dead letters as JSON lines."""
+    data = _graphql(url, read_key, "query($n:Int!){deadLetters(first:$n){edges{id kind index "
+                    "reason payload receivedAt}}}", {"n": first})
+    for edge in data["deadLetters"]["edges"]:
+        click.echo(json.dumps(edge))
+
+
+@deadletters.command("replay")
+@click.option("--url", default=None, help="Base URL of a running gateway.")
+@click.option("--admin-key", default=None, help="The project's admin key (with --url).")
+@DATA_OPTION
+@click.option("--project", "project_id", default=None, help="Project id (offline replay).")
+def deadletters_replay(url: str | None, admin_key: str | None, data_dir: Path | None,
+                       project_id: str | None) -> None:
+    """Re-judge open dead letters with the current schemas; ingest those now valid.
+
+    With --url it asks a running gateway; otherwise it works on the data directory (the
+    gateway must be stopped then).
+    """
+    if url:
+        if not admin_key:
+            raise click.UsageError("admin-key: required with --url")
+        data = _graphql(url, admin_key, "mutation{replayDeadLetters{accepted rejected"
+                        "{index reason}}}", {})
+        click.echo(json.dumps(data["replayDeadLetters"]))
+        return
+    if not project_id:
+        raise click.UsageError("project: required for an offline replay (or give --url)")
+    from gateway.platform import Platform
+
+    platform = Platform.open(_settings(data_dir=data_dir), start_runner=False)
+    try:
+        table = platform.store.dead_letters(project_id, "open", 1_000_000, 0)
+        letters = [(r["id"], r["kind"], r["payload"].encode()) for r in table.to_pylist()]
+        result = asyncio.run(platform.ingestor.replay(project_id, letters))
+        platform.runner.run_until_idle()
+    finally:
+        platform.close()
+    click.echo(json.dumps(result.as_json()))
+
+
+@main.group()
+def schema() -> None:
+    """The GraphQL schema."""
+
+
+@schema.command("export")
+def schema_export() -> None:
+    """Print the GraphQL SDL (the committed schema.graphql is this output)."""
+    from resolvers.schema import schema as gql_schema
+
+    click.echo(gql_schema.as_str())
+
+
+def _graphql(url: str, key: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+
+    resp = httpx.post(url.rstrip("/") + "/graphql", json={"query": query,
+                      "variables": variables}, headers={"Authorization": f"Bearer {key}"},
+                      timeout=60)
+    body = orjson.loads(resp.content)
+    if body.get("errors"):
+        raise click.ClickException("; ".join(e["message"] for e in body["errors"]))
+    return dict(body["data"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Bootstrap: builds every part of the embedded platform from ``Settings``, in one place.
+
+Nothing connects at import time; ``Platform.open`` creates, ``close`` releases. The
+gateway's lifespan, the CLI and the tests all go through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.ingest import Ingestor
+from gateway.settings import Settings
+from storage.control import ControlStore
+from storage.duckdb_store import DuckDBStore
+from storage.local_log import LocalEventLog
+from stream.contract.envelope import EnvelopeParser
+from stream.contract.registry import SchemaRegistry
+from stream.embedded import EmbeddedRunner
+from stream.enrich.device import DeviceParser
+from stream.enrich.fetch import default_geo_paths
+from stream.enrich.geo import GeoLocator
+from stream.operators.enrich import Enricher
+
+log = logging.getLogger("cep.platform")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def open_control(data_dir: Path) -> ControlStore:
+    return ControlStore(data_dir / "control.sqlite")
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    control: ControlStore
+    store: DuckDBStore
+    log: LocalEventLog
+    registry: SchemaRegistry
+    geo: GeoLocator
+    ingestor: Ingestor
+    runner: EmbeddedRunner
+
+    @classmethod
+    def open(cls, settings: Settings, *, start_runner: bool = True) -> Platform:
+        data = settings.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        control = open_control(data)
+        registry = SchemaRegistry.from_state(
+            [r for _, r in control.schema_records()], on_change=control.append_schema_record)
+        store = DuckDBStore(data / "events.duckdb")
+        event_log = LocalEventLog(data / "log", fsync=settings.fsync)
+        geo = GeoLocator(default_geo_paths(settings.resolved_geo_dir()))
+        log.info("geo source: %s", geo.source)
+        enricher = Enricher(geo, DeviceParser())
+        parser = EnvelopeParser(registry, now_ms, max_event_bytes=settings.max_event_bytes)
+        ingestor = Ingestor(parser, event_log, max_batch=settings.max_batch)
+        runner = EmbeddedRunner(event_log, store, enricher)
+        platform = cls(settings, control, store, event_log, registry, geo, ingestor, runner)
+        if start_runner:
+            runner.start()
+        return platform
+
+    def close(self) -> None:
+        """Drain what was accepted, then release every resource."""
+        self.log.close()
+        self.runner.stop(drain=True)
+        self.store.close()
+        self.control.close()
+        self.geo.close()

@@ -1,0 +1,297 @@
+"""The one GraphQL schema: per-domain Query/Mutation classes composed here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
+
+from resolvers.errors import api_error, bad_input, is_public
+from resolvers.sessions import (
+    compute_session_metrics,
+    encode_cursor,
+    page_sessions,
+)
+from resolvers.types import (
+    DayCount,
+    DeadLetter,
+    DeadLetterConnection,
+    EventInput,
+    EventSchema,
+    EventSchemaInput,
+    LandingPage,
+    MonthCount,
+    PageInfo,
+    PipelineStatus,
+    ProfileInput,
+    Rejection,
+    SegmentFilter,
+    Session,
+    SessionFilter,
+    TimeWindow,
+    TrackResult,
+    WeekCount,
+)
+from resolvers.window import Window, iso, resolve_window
+from storage.ports import SessionQuery
+
+
+def _window(ctx: Any, window: TimeWindow | None, name: str = "window") -> Window:
+    if window is None:
+        return resolve_window(None, None, None, ctx.now_ms(), name)
+    return resolve_window(window.last, window.from_, window.to, ctx.now_ms(), name)
+
+
+def _page_size(ctx: Any, first: int, name: str = "first") -> int:
+    if first < 0:
+        raise bad_input(name, "must not be negative")
+    if first > ctx.page_size_limit:
+        raise bad_input(name, f"at most {ctx.page_size_limit} per page")
+    return first
+
+
+def _session_query(w: Window, segment: SegmentFilter | None = None,
+                   flt: SessionFilter | None = None) -> SessionQuery:
+    fields: dict[str, Any] = {}
+    for source in (segment, flt):
+        if source is None:
+            continue
+        for name in ("city", "state", "country", "device_type", "os", "app_version",
+                     "user_id", "device_id", "converted"):
+            value = getattr(source, name, None)
+            if value is not None:
+                fields[name] = value
+    return SessionQuery(start=w.start, end=w.end, **fields)
+
+
+@strawberry.type
+class SessionEdge:
+    cursor: str
+    node: Session
+
+
+@strawberry.type
+class SessionConnection:
+    total_count: int
+    edges: list[SessionEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class SessionMetrics:
+    count: int
+    average_duration_seconds: float
+    average_events_per_session: float
+    purchase_session_rate: float = strawberry.field(
+        description="Share of sessions containing a conversion event.")
+    bounce_rate: float = strawberry.field(description="Share of sessions with one event.")
+    per_day: list[DayCount]
+    per_week: list[WeekCount]
+    per_month: list[MonthCount]
+    landing: strawberry.Private[list[LandingPage]]
+
+    @strawberry.field(description="Landing pages (first URL) ranked by sessions.")
+    def top_landing_pages(self, first: int = 10) -> list[LandingPage]:
+        if first < 0:
+            raise bad_input("topLandingPages.first", "must not be negative")
+        return self.landing[:first]
+
+
+@strawberry.type
+class SessionQueries:
+    @strawberry.field(description="Accepted but not yet processed work.")
+    def pipeline_status(self, info: strawberry.Info) -> PipelineStatus:
+        ctx = info.context
+        ctx.require("read", "write")
+        pending, processed, healthy = ctx.pipeline()
+        return PipelineStatus(pending_events=pending, processed_events=processed,
+                              healthy=healthy)
+
+    @strawberry.field(description="Sessions starting in the window, oldest first.")
+    async def sessions(self, info: strawberry.Info, window: TimeWindow | None = None,
+                       filter: SessionFilter | None = None, first: int = 50,
+                       after: str | None = None) -> SessionConnection:
+        ctx = info.context
+        project = ctx.require("read")
+        first = _page_size(ctx, first)
+        query = _session_query(_window(ctx, window), flt=filter)
+        table = await ctx.call(ctx.sessions.scan_sessions, project, query)
+        page = page_sessions(table, first, after)
+        edges = [SessionEdge(cursor=encode_cursor(r["start_time"], r["session_id"]),
+                             node=Session.from_row(r)) for r in page.rows]
+        return SessionConnection(
+            total_count=page.total, edges=edges,
+            page_info=PageInfo(has_next_page=page.has_next,
+                               end_cursor=edges[-1].cursor if edges else None))
+
+    @strawberry.field(description="One session with its ordered events.")
+    async def session(self, info: strawberry.Info, id: strawberry.ID) -> Session | None:
+        ctx = info.context
+        project = ctx.require("read")
+        table = await ctx.call(ctx.sessions.session, project, str(id))
+        rows = table.to_pylist()
+        return Session.from_row(rows[0]) if rows else None
+
+    @strawberry.field(description="Session metrics over sessions that start in the window.")
+    async def session_metrics(self, info: strawberry.Info, window: TimeWindow,
+                              segment: SegmentFilter | None = None) -> SessionMetrics:
+        ctx = info.context
+        project = ctx.require("read")
+        query = _session_query(_window(ctx, window), segment=segment)
+        table = await ctx.call(ctx.sessions.scan_sessions, project, query)
+        m = compute_session_metrics(table, top_pages=table.num_rows)
+        return SessionMetrics(
+            count=m.count, average_duration_seconds=m.average_duration_seconds,
+            average_events_per_session=m.average_events_per_session,
+            purchase_session_rate=m.purchase_session_rate, bounce_rate=m.bounce_rate,
+            per_day=[DayCount(day=p.day, sessions=p.sessions) for p in m.per_day],
+            per_week=[WeekCount(week=p.day, sessions=p.sessions) for p in m.per_week],
+            per_month=[MonthCount(month=p.day, sessions=p.sessions) for p in m.per_month],
+            landing=[LandingPage(url=p.url, sessions=p.sessions) for p in m.landing_pages],
+        )
+
+
+@strawberry.type
+class ContractQueries:
+    @strawberry.field(description="Rejected records with their reasons, oldest first.")
+    async def dead_letters(self, info: strawberry.Info, first: int = 50,
+                           after: str | None = None, status: str | None = "open"
+                           ) -> DeadLetterConnection:
+        ctx = info.context
+        project = ctx.require("read")
+        first = _page_size(ctx, first)
+        after_id = 0
+        if after:
+            if not after.isdigit():
+                raise bad_input("after", "not a cursor returned by this API")
+            after_id = int(after)
+        table = await ctx.call(ctx.dead_letters.dead_letters, project, status, first + 1,
+                               after_id)
+        rows = table.to_pylist()
+        edges = [DeadLetter(id=strawberry.ID(str(r["id"])), kind=r["kind"], index=r["idx"],
+                            reason=r["reason"], payload=r["payload"],
+                            received_at=iso(r["received_at"]) or "", source=r["source"],
+                            status=r["status"]) for r in rows[:first]]
+        return DeadLetterConnection(edges=edges, page_info=PageInfo(
+            has_next_page=len(rows) > first, end_cursor=edges[-1].id if edges else None))
+
+    @strawberry.field(description="Every event schema in force for this project.")
+    def event_schemas(self, info: strawberry.Info) -> list[EventSchema]:
+        ctx = info.context
+        project = ctx.require("read")
+        return [_schema_type(v) for v in ctx.registry.list(project)]
+
+
+def _schema_type(v: Any) -> EventSchema:
+    return EventSchema(event_name=v.event_name, version=v.version, category=v.category,
+                       schema=v.schema, predefined=getattr(v, "predefined", False))
+
+
+def _raw(obj: dict[str, Any]) -> msgspec.Raw:
+    return msgspec.Raw(msgspec.json.encode({k: v for k, v in obj.items() if v is not None}))
+
+
+def _result(res: Any) -> TrackResult:
+    return TrackResult(accepted=res.accepted,
+                       rejected=[Rejection(index=i, reason=r) for i, r in res.rejected])
+
+
+@strawberry.type
+class IngestMutations:
+    @strawberry.mutation(description="Ingest events; same rules and answer as POST /v1/events.")
+    async def track(self, info: strawberry.Info, events: list[EventInput]) -> TrackResult:
+        ctx = info.context
+        project = ctx.require("write")
+        records = [_raw({
+            "event_name": e.event_name, "event_category": e.event_category, "time": e.time,
+            "insert_id": e.insert_id, "distinct_user_id": e.distinct_user_id,
+            "device_id": e.device_id, "session_id": e.session_id, "source_id": e.source_id,
+            "url": e.url, "ip": e.ip, "user_agent": e.user_agent,
+            "custom_properties": e.custom_properties,
+        }) for e in events]
+        return _result(await ctx.ingest.events(project, records, "graphql"))
+
+    @strawberry.mutation(description="Set profile traits; same as POST /v1/identify.")
+    async def identify(self, info: strawberry.Info, profiles: list[ProfileInput]
+                       ) -> TrackResult:
+        ctx = info.context
+        project = ctx.require("write")
+        records = [_raw({"distinct_user_id": p.distinct_user_id, "traits": p.traits,
+                         "device_id": p.device_id}) for p in profiles]
+        return _result(await ctx.ingest.profiles(project, records, "graphql"))
+
+    @strawberry.mutation(description="Re-judge open dead letters against the current schemas; "
+                                     "those now valid are ingested (admin key).")
+    async def replay_dead_letters(self, info: strawberry.Info,
+                                  ids: list[strawberry.ID] | None = None) -> TrackResult:
+        ctx = info.context
+        project = ctx.require("admin")
+        table = await ctx.call(ctx.dead_letters.dead_letters, project, "open", 100_000, 0)
+        wanted = {int(i) for i in ids} if ids is not None else None
+        letters = [(r["id"], r["kind"], r["payload"].encode()) for r in table.to_pylist()
+                   if wanted is None or r["id"] in wanted]
+        return _result(await ctx.ingest.replay(project, letters))
+
+    @strawberry.mutation(description="Register a new version of an event's schema (admin key). "
+                                     "It must be backward compatible unless forced.")
+    def register_event_schema(self, info: strawberry.Info, input: EventSchemaInput
+                              ) -> EventSchema:
+        ctx = info.context
+        project = ctx.require("admin")
+        try:
+            version = ctx.registry.register(project, input.event_name, input.schema,
+                                            category=input.category, force=input.force)
+        except ValueError as exc:
+            field = getattr(exc, "field", "input")
+            raise bad_input(f"input.{field}" if field else "input",
+                            getattr(exc, "reason", str(exc))) from None
+        return _schema_type(version)
+
+    @strawberry.mutation(description="Strict mode rejects events whose name is not "
+                                     "registered (admin key).")
+    def set_strict_mode(self, info: strawberry.Info, strict: bool) -> bool:
+        ctx = info.context
+        project = ctx.require("admin")
+        ctx.registry.set_strict(project, strict)
+        return strict
+
+
+@strawberry.type
+class Query(SessionQueries, ContractQueries):
+    pass
+
+
+@strawberry.type
+class Mutation(IngestMutations):
+    pass
+
+
+def _mask(error: GraphQLError) -> bool:
+    return not is_public(error)
+
+
+def build_schema(max_depth: int = 12, max_tokens: int = 5_000, max_aliases: int = 30
+                 ) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            QueryDepthLimiter(max_depth=max_depth),
+            MaxTokensLimiter(max_token_count=max_tokens),
+            MaxAliasesLimiter(max_alias_count=max_aliases),
+            MaskErrors(should_mask_error=_mask, error_message="Internal error"),
+        ],
+    )
+
+
+schema = build_schema()
+
+__all__ = ["build_schema", "schema", "api_error"]

@@ -1,0 +1,106 @@
+"""Storage ports: what runners write and what query runners read.
+
+Every method takes the project first: tenant scoping is part of the port, never an
+afterthought of an adapter. Reads hand back Arrow tables of the columns asked for; query
+runners compute on them (numpy/Arrow) so every backend gives the same answer.
+Times are int milliseconds, UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from stream.contract.event import Event
+from stream.contract.records import DeadLetter
+from stream.operators.sessionize import SessionRow
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    """What enrichment adds to an event or session (empty strings / None when unknown)."""
+
+    city: str = ""
+    state: str = ""
+    country: str = ""
+    postal_code: str = ""
+    lat: float | None = None
+    long: float | None = None
+    device_type: str = ""
+    os: str = ""
+    os_version: str = ""
+    browser: str = ""
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    event: Event
+    session_id: str
+    session_key: str
+    enrichment: Enrichment
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Everything one processing step writes, committed atomically with ``next_offset``."""
+
+    next_offset: int
+    events: list[StoredEvent] = field(default_factory=list)
+    sessions: list[tuple[SessionRow, Enrichment]] = field(default_factory=list)
+    deleted_sessions: list[tuple[str, str]] = field(default_factory=list)  # (project, id)
+    moved_events: list[tuple[str, str, str]] = field(default_factory=list)  # project, iid, sid
+    ties: list[tuple[str, str, str, int]] = field(default_factory=list)  # project, device, user, t
+    traits: list[tuple[str, str, str, Any, int]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    settled_dead: list[tuple[str, int]] = field(default_factory=list)  # (project, id)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    """Which sessions to hand back: those starting in ``[start, end)`` matching filters."""
+
+    start: int
+    end: int
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    device_type: str | None = None
+    os: str | None = None
+    app_version: str | None = None
+    user_id: str | None = None
+    device_id: str | None = None
+    converted: bool | None = None
+
+
+class ProcessingStore(Protocol):
+    """What a stream runner needs: its checkpoint, state reloads, and atomic commits."""
+
+    def checkpoint(self) -> int: ...
+
+    def dedupe_keys(self) -> Any: ...
+
+    def existing_insert_ids(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]: ...
+
+    def last_sessions(self, keys: list[tuple[str, str]]) -> list[SessionRow]: ...
+
+    def sessions_overlapping(self, project: str, key: str, lo: int, hi: int
+                             ) -> list[SessionRow]: ...
+
+    def events_in_range(self, project: str, key: str, lo: int, hi: int) -> list[Event]: ...
+
+    def commit(self, batch: WriteBatch) -> None: ...
+
+
+class SessionStore(Protocol):
+    def scan_sessions(self, project: str, query: SessionQuery) -> pa.Table:
+        """Sessions with resolved ``user_id`` and profile-first location/device columns."""
+        ...
+
+    def session_events(self, project: str, session_id: str) -> pa.Table: ...
+
+
+class DeadLetterStore(Protocol):
+    def dead_letters(self, project: str, status: str | None, limit: int,
+                     after_id: int) -> pa.Table: ...
