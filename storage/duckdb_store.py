@@ -157,8 +157,8 @@ class DuckDBStore:
     # -- processing side -----------------------------------------------------------------
 
     def checkpoint(self) -> int:
-        row = self.cursor().execute("SELECT value FROM meta WHERE key = 'log_offset'").fetchone()
-        return int(row[0]) if row else 0
+        rows = self.cursor().execute("SELECT value FROM meta WHERE key = 'log_offset'").fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def dedupe_keys(self) -> np.ndarray[Any, np.dtype[np.uint64]]:
         table = self.cursor().sql("SELECT dedupe_key FROM events").to_arrow_table()
@@ -322,9 +322,9 @@ class DuckDBStore:
     def count(self, table: str, project: str) -> int:
         if table not in {"events", "sessions", "dead_letters", "identities", "profile_traits"}:
             raise ValueError(f"table: unknown table {table!r}")
-        row = self.cursor().execute(f"SELECT count(*) FROM {table} WHERE project = ?",
-                                    [project]).fetchone()
-        return int(row[0]) if row else 0
+        rows = self.cursor().execute(f"SELECT count(*) FROM {table} WHERE project = ?",
+                                     [project]).fetchall()
+        return int(rows[0][0])
 
 
 def _row(r: Sequence[Any]) -> SessionRow:

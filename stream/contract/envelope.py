@@ -84,7 +84,8 @@ def explain(exc: msgspec.ValidationError | msgspec.DecodeError, prefix: str = ""
     """Turn a msgspec message into ``field: reason`` with a dotted field path."""
     match = _AT.match(str(exc))
     msg, path = (match["msg"], match["path"] or "") if match else (str(exc), "")
-    path = path.lstrip(".").replace("default_properties.", "default_properties.")
+    path = path.lstrip(".")
+    msg = msg.replace(" | null", "").replace("`int | float`", "a number (unix milliseconds)")
     if m := _MISSING.match(msg):
         return f"{_join(prefix, path, m['f'])}: required field is missing"
     if m := _UNKNOWN.match(msg):

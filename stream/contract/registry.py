@@ -181,6 +181,11 @@ class SchemaVersion:
     forced: bool = False
     created_at: int = 0
 
+    @property
+    def predefined(self) -> bool:
+        """True for the catalogue's own schema (version 0)."""
+        return self.version == 0
+
     def to_record(self) -> dict[str, Any]:
         """The JSON-serialisable state record (a deep copy)."""
         return {
@@ -424,7 +429,12 @@ class SchemaRegistry:
                 builtins.list(records), builtins.list[_SchemaRecord | _StrictRecord]
             )
         except msgspec.ValidationError as error:
-            raise SchemaError("state", str(error).replace("$", "state", 1)) from None
+            # msgspec says "<reason> - at `$[3].version`"; name the field the same way as
+            # every other SchemaError does.
+            reason, _, where = str(error).rpartition(" - at `$")
+            if not reason:
+                raise SchemaError("state", str(error)) from None
+            raise SchemaError("state" + where.rstrip("`"), reason) from None
         with self._lock:
             staged: builtins.list[_Active | _StrictRecord] = []
             latest: dict[tuple[str, str], int] = {}

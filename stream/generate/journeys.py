@@ -109,8 +109,9 @@ class Journeys:
             self._open(state)
             self._visit(person)
             if self._app and rng.random() < 0.86:
+                self._wait()
                 seconds = (self._t - start) // 1000
-                self._step("App Close", {"duration_seconds": seconds, "last_screen": self._screen_name})
+                self._emit("App Close", {"duration_seconds": seconds, "last_screen": self._screen_name})
                 end = "close"
         except _SessionOver as over:
             end = str(over) or end
@@ -177,7 +178,7 @@ class Journeys:
         roll = rng.random()
         if roll < 0.12:  # a glance, then gone
             return
-        shopping = roll < 0.62 or person.archetype == "power" and roll < 0.8
+        shopping = roll < 0.62 or (person.archetype == "power" and roll < 0.8)
         if person.orders and rng.random() < 0.15:
             order = person.orders[-1]
             self._screen("Orders", "orders", "Your orders | MoreRetail")
@@ -379,10 +380,13 @@ class Journeys:
             self._step("Page View", props)
 
     def _step(self, name: str, props: dict[str, Any]) -> None:
-        """Wait a user's 5-90 s (mostly short), then emit; may crash or hit the end."""
+        self._wait()
+        self._emit(name, props)
+
+    def _wait(self) -> None:
+        """A user's pause between two events: 5-90 s, mostly short."""
         r = self.rng.random()
         self._t += 5_000 + int(85_000 * r * r)
-        self._emit(name, props)
 
     def _emit(self, name: str, props: dict[str, Any], first: bool = False) -> None:
         if self._t > self.end_ms:

@@ -396,7 +396,7 @@ INCOMPATIBLE: list[tuple[str, Any, Any, list[str]]] = [
     ),
     (
         "key that is not an identifier",
-        obj(**{"unit price": NUMBER}),
+        {"type": "object", "properties": {"unit price": NUMBER}},
         obj(),
         ['custom_properties["unit price"]: property removed'],
     ),
