@@ -5,12 +5,12 @@ records, arrival order, and the stats measured on the result.
 from __future__ import annotations
 
 import random
-import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from stream.generate.model import ORDER_SERVICE, SessionTruth, Stats
+from stream.generate.people import new_uuid
+from stream.generate.model import SessionTruth, Stats
 
 DUPLICATE_RATE = 0.01  # an SDK retry resends an event it already sent, byte for byte
 LATE_RATE = 0.004  # an upload queued offline goes out minutes to hours later
@@ -63,7 +63,7 @@ def arrange(
 def corrupt(rng: random.Random, record: dict[str, Any], kind: str) -> dict[str, Any]:
     """A copy of ``record`` broken in one way a real producer breaks records."""
     bad = dict(record)
-    bad["insert_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    bad["insert_id"] = new_uuid(rng)
     if kind == "missing_insert_id":
         del bad["insert_id"]
     elif kind == "time_as_string":
@@ -93,19 +93,18 @@ def measure(
     profiles: int,
     sessions: list[SessionTruth],
 ) -> Stats:
-    """Count what the stream actually contains."""
+    """Count what the stream actually contains. Server events are those without a device."""
     invalid = set(invalid_indexes)
     seen: set[str] = set()
     names: Counter[str] = Counter()
-    newest: dict[str, int] = {}
+    newest: dict[str, int] = {}  # per device: the newest event time received so far
     tied: set[str] = set()
-    devices: dict[str, None] = {}
     first_anonymous: dict[str, int] = {}
     last_login: dict[str, int] = {}
     duplicates = late = server = 0
-    first_time = last_time = None
+    times: list[int] = []
     for position, event in enumerate(events):
-        if position in invalid:
+        if invalid and position in invalid:
             continue
         insert_id = event["insert_id"]
         if insert_id in seen:
@@ -115,24 +114,22 @@ def measure(
         name = event["event_name"]
         names[name] += 1
         when = event["time"]
-        first_time = when if first_time is None else min(first_time, when)
-        last_time = when if last_time is None else max(last_time, when)
-        if event["source_id"] == ORDER_SERVICE:
-            server += 1
+        times.append(when)
         device = event.get("device_id")
         if device is None:
+            server += 1
             continue
-        devices[device] = None
-        if when < newest.get(device, when):
-            late += 1
-        else:
+        before = newest.get(device)
+        if before is None or when >= before:
             newest[device] = when
+        else:
+            late += 1
         if "distinct_user_id" in event:
             tied.add(device)
-            if name == "Login":
-                last_login[device] = max(when, last_login.get(device, when))
-        else:
-            first_anonymous[device] = min(when, first_anonymous.get(device, when))
+            if name == "Login" and when > last_login.get(device, -1):
+                last_login[device] = when
+        elif when < first_anonymous.get(device, when + 1):
+            first_anonymous[device] = when
     switched = sum(
         1 for device, when in first_anonymous.items() if last_login.get(device, -1) > when
     )
@@ -145,15 +142,15 @@ def measure(
         late_events=late,
         invalid=len(invalid),
         users=profiles,
-        devices=len(devices),
-        anonymous_devices=sum(1 for device in devices if device not in tied),
+        devices=len(newest),
+        anonymous_devices=len(newest) - len(tied),
         logged_out_then_login=switched,
         sessions=len(sessions),
         sessions_closed=sum(1 for s in sessions if s.end == "close"),
         sessions_crashed=sum(1 for s in sessions if s.end == "crash"),
         purchases=names["Purchase"],
         server_events=server,
-        first_time_ms=first_time or 0,
-        last_time_ms=last_time or 0,
+        first_time_ms=min(times, default=0),
+        last_time_ms=max(times, default=0),
         by_event=dict(sorted(names.items())),
     )

@@ -8,15 +8,15 @@ order; ``arrival.py`` then adds retries and late uploads.
 
 from __future__ import annotations
 
+import bisect
 import random
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from stream.generate import catalog, geo
 from stream.generate.agents import SOURCE_IOS
 from stream.generate.model import CATEGORIES, ORDER_SERVICE, SessionTruth
-from stream.generate.people import DeviceState, Person
+from stream.generate.people import DeviceState, Person, new_uuid
 
 MINUTE_MS = 60_000
 SESSION_GAP_MS = 31 * MINUTE_MS  # more than the default 30 min inactivity timeout
@@ -44,6 +44,8 @@ _PAYMENT = {
     "USD": (("card", "apple_pay", "google_pay", "paypal"), (0.64, 0.2, 0.08, 0.08)),
     "GBP": (("card", "apple_pay", "google_pay", "paypal"), (0.62, 0.22, 0.08, 0.08)),
 }
+_QUANTITIES = (1, 2, 3, 4)
+_QUANTITY_CUM = (0.62, 0.87, 0.96)  # cumulative shares of 1, 2, 3; the rest buy 4
 _FREE_SHIPPING = {"INR": (199.0, 30.0), "USD": (35.0, 5.99), "GBP": (40.0, 3.99)}
 
 
@@ -66,6 +68,7 @@ class Journeys:
         # The session being written.
         self._state: DeviceState | None = None
         self._user: str | None = None
+        self._logged_in = False
         self._device_id = ""
         self._source = ""
         self._agent = ""
@@ -88,6 +91,7 @@ class Journeys:
         device = state.device
         self._state = state
         self._user = person.user_id
+        self._logged_in = state.logged_in and person.user_id is not None
         self._device_id = device.device_id
         self._source = device.source_id
         self._agent = device.user_agent
@@ -242,7 +246,7 @@ class Journeys:
 
     def _add(self, product: catalog.Product, currency: str) -> None:
         rng = self.rng
-        quantity = rng.choices((1, 2, 3, 4), (0.62, 0.25, 0.09, 0.04))[0]
+        quantity = _QUANTITIES[bisect.bisect(_QUANTITY_CUM, rng.random())]
         price = product.prices[currency]
         self._cart.append((product, quantity))
         self._step(
@@ -351,6 +355,7 @@ class Journeys:
             if method == "apple" and state.device.os != "iOS":
                 method = "google"
         state.logged_in = True
+        self._logged_in = True
         if not state.signed_up:
             state.signed_up = True
             opt_in = bool(person.traits.get("marketing_opt_in", False))
@@ -380,45 +385,57 @@ class Journeys:
             self._step("Page View", props)
 
     def _step(self, name: str, props: dict[str, Any]) -> None:
-        self._wait()
+        r = self.rng.random()
+        self._t += 5_000 + int(85_000 * r * r)
         self._emit(name, props)
 
     def _wait(self) -> None:
-        """A user's pause between two events: 5-90 s, mostly short."""
+        """A user's pause between two events: 5-90 s, mostly short (same as in _step)."""
         r = self.rng.random()
         self._t += 5_000 + int(85_000 * r * r)
 
     def _emit(self, name: str, props: dict[str, Any], first: bool = False) -> None:
-        if self._t > self.end_ms:
+        t = self._t
+        if t > self.end_ms:
             raise _SessionOver("timeout")
-        state = self._state
-        assert state is not None  # noqa: S101 - set by session()
         if self._budget > 0 and not first:
             self._budget -= 1
             if self._budget == 0:
-                self._crash(state)
-        record: dict[str, Any] = {
-            "event_name": name,
-            "event_category": CATEGORIES[name],
-            "time": self._t,
-        }
-        if state.logged_in and self._user is not None:
-            record["distinct_user_id"] = self._user
+                self._crash()
+        if self._logged_in:
+            record = {
+                "event_name": name,
+                "event_category": CATEGORIES[name],
+                "time": t,
+                "distinct_user_id": self._user,
+                "device_id": self._device_id,
+                "insert_id": new_uuid(self.rng),
+                "source_id": self._source,
+                "url": self._url,
+                "ip": self._ip,
+                "user_agent": self._agent,
+                "custom_properties": props,
+            }
         else:
-            state.had_anonymous_events = True
-        record["device_id"] = self._device_id
-        record["insert_id"] = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-        record["source_id"] = self._source
-        record["url"] = self._url
-        record["ip"] = self._ip
-        record["user_agent"] = self._agent
-        record["custom_properties"] = props
+            record = {
+                "event_name": name,
+                "event_category": CATEGORIES[name],
+                "time": t,
+                "device_id": self._device_id,
+                "insert_id": new_uuid(self.rng),
+                "source_id": self._source,
+                "url": self._url,
+                "ip": self._ip,
+                "user_agent": self._agent,
+                "custom_properties": props,
+            }
         self.records.append(record)
-        self.arrivals.append(self._t + self._latency)
+        self.arrivals.append(t + self._latency)
         self._count += 1
 
-    def _crash(self, state: DeviceState) -> None:
-        device = state.device
+    def _crash(self) -> None:
+        assert self._state is not None  # noqa: S101 - set by session()
+        device = self._state.device
         reason, exception = self.rng.choice(_CRASHES[device.os])
         self._budget = -1
         props = {
@@ -498,7 +515,7 @@ class Journeys:
                 "event_category": CATEGORIES[name],
                 "time": when,
                 "distinct_user_id": user,
-                "insert_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "insert_id": new_uuid(rng),
                 "source_id": ORDER_SERVICE,
                 "custom_properties": props,
             }
