@@ -14,10 +14,6 @@ class Product:
     prices: dict[str, float]  # currency -> shelf price
     query: str  # what a shopper types to find it
 
-    @property
-    def path(self) -> str:
-        return f"moreretail.com/product/{self.product_id}"
-
 
 # name, category, brand, INR, USD, GBP, search term
 _ROWS: tuple[tuple[str, str, str, float, float, float, str], ...] = (

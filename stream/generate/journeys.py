@@ -221,27 +221,31 @@ class Journeys:
                 self._checkout(person, state)
 
     def _find(self, person: Person) -> catalog.Product | None:
-        rng = self.rng
+        # Indexing with random() is rng.choice() at a third of the cost; this runs per event.
+        random_ = self.rng.random
         currency = person.currency
-        roll = rng.random()
+        roll = random_()
         if roll < 0.6:
-            if rng.random() < 0.04:
-                query = rng.choice(_TYPOS)
+            if random_() < 0.04:
+                query = _TYPOS[int(random_() * len(_TYPOS))]
                 self._screen("Search", f"search?q={query.replace(' ', '+')}", f"{query} | Search")
                 self._step("Search", {"query": query, "results": 0})
                 return None
-            query = rng.choice(catalog.QUERIES[currency])
+            queries = catalog.QUERIES[currency]
+            query = queries[int(random_() * len(queries))]
             matches = catalog.MATCHES[(currency, query)]
             self._screen("Search", f"search?q={query.replace(' ', '+')}", f"{query} | Search")
-            self._step("Search", {"query": query, "results": len(matches) * rng.randint(3, 12)})
-            product = rng.choice(matches)
+            results = len(matches) * (3 + int(random_() * 10))
+            self._step("Search", {"query": query, "results": results})
+            product = matches[int(random_() * len(matches))]
         else:
-            product = rng.choice(catalog.BY_CURRENCY[currency])
+            shelf = catalog.BY_CURRENCY[currency]
+            product = shelf[int(random_() * len(shelf))]
             if roll < 0.9:
                 slug = product.category
                 title = f"{slug.replace('-', ' ').title()} | MoreRetail"
                 self._screen("Category", f"category/{slug}", title)
-        self._screen("Product", product.path[len("moreretail.com/") :], f"{product.name} | MoreRetail")
+        self._screen("Product", f"product/{product.product_id}", f"{product.name} | MoreRetail")
         return product
 
     def _add(self, product: catalog.Product, currency: str) -> None:
