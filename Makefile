@@ -9,9 +9,9 @@ DATA ?= .cep
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test test-unit lint schema bench geo clean
+.PHONY: setup run test test-unit lint schema bench geo graphiql clean
 
-setup: $(STAMP) geo
+setup: $(STAMP) geo graphiql
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml
 # country-only lookups, so a failed fetch does not stop set-up.
 geo: $(STAMP)
 	@$(BIN)/python -m stream.enrich.fetch $(GEO_DIR) || echo "geo: continuing country-only"
+
+# GraphiQL served offline from npm packages (no CDN); /graphql says how to build it if absent.
+graphiql:
+	@scripts/build-graphiql.sh || echo "graphiql: not built; /graphql will say how to build it"
 
 run: setup
 	$(BIN)/cep serve --demo --data $(DATA) --host $(HOST) --port $(PORT)

@@ -10,12 +10,13 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from gateway.auth import Authenticator, credentials
+from gateway.graphiql import graphiql_html, graphiql_routes
 from gateway.ingest import BodyTooLarge, inflate, is_gzip
 from gateway.platform import Platform, now_ms
 from resolvers.context import Context
@@ -41,6 +42,9 @@ class CEPGraphQL(GraphQL[Context, None]):
                                       s.graphql_max_aliases), graphql_ide="graphiql")
         self._platform = platform
         self._auth = auth
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(graphiql_html())
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         key = credentials(request.headers)
@@ -132,5 +136,6 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> Starlette:
         Route("/readyz", readyz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        *graphiql_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

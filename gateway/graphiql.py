@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 import anyio
-
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 

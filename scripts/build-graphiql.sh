@@ -25,9 +25,9 @@ LICENSES=(react react-dom graphiql)
 
 log() { printf 'graphiql: %s\n' "$*" >&2; }
 
-sha() { sha256sum "$@" | sha256sum | cut -c1-16; }
-
-STAMP_VALUE="$(cd "$PKG_DIR" && sha package.json package-lock.json "$ROOT/scripts/build-graphiql.sh")"
+# content only, so the stamp is the same in any checkout
+STAMP_VALUE="$(cat "$PKG_DIR/package.json" "$PKG_DIR/package-lock.json" "${BASH_SOURCE[0]}" \
+  | sha256sum | cut -c1-16)"
 STAMP_FILE="$OUT_DIR/.build-stamp"
 
 built() {

@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from storage.ports import Enrichment, SessionQuery, WriteBatch
+from storage.ports import Enrichment, SessionQuery, StoredEvent, WriteBatch
 from stream.contract.event import Event
 from stream.operators.dedupe import dedupe_key
 from stream.operators.sessionize import SessionRow
@@ -138,6 +138,7 @@ class DuckDBStore:
         self._path = str(path)
         self._con = duckdb.connect(self._path)
         self._con.execute(SCHEMA)
+        self._con.execute("SET checkpoint_threshold = '256MB'")
         self._write_lock = threading.Lock()
         self._local = threading.local()
 
@@ -334,21 +335,7 @@ def _row(r: Sequence[Any]) -> SessionRow:
 def _batch_tables(batch: WriteBatch) -> dict[str, pa.Table]:
     tables: dict[str, pa.Table] = {}
     if batch.events:
-        rows = []
-        for s in batch.events:
-            e, x = s.event, s.enrichment
-            props = e.properties
-            version = props.get("app_version") if props else None
-            rows.append((
-                e.project, e.insert_id, dedupe_key(e.project, e.insert_id), e.event_name,
-                e.category, e.time, e.ingest_time, e.distinct_user_id, e.device_id,
-                s.session_key, s.session_id, e.session_id, e.source_id, e.url, e.ip,
-                e.user_agent, x.city, x.state, x.country, x.postal_code, x.lat, x.long,
-                x.device_type, x.os, x.os_version, x.browser,
-                version if isinstance(version, str) else None,
-                orjson.dumps(props).decode() if props else "{}",
-            ))
-        tables["b_events"] = _table(rows, _EVENT_COLUMNS, _EVENT_TYPES)
+        tables["b_events"] = _events_table(batch.events)
     if batch.moved_events:
         tables["b_moves"] = _table(batch.moved_events, ["project", "insert_id", "session_id"],
                                    {})
@@ -379,6 +366,47 @@ def _batch_tables(batch: WriteBatch) -> dict[str, pa.Table]:
     if batch.settled_dead:
         tables["b_settled"] = _table(batch.settled_dead, ["project", "id"], {"id": pa.int64()})
     return tables
+
+
+def _events_table(stored: list[StoredEvent]) -> pa.Table:
+    """Column by column: one pass per column is several times faster than row tuples."""
+    evs = [s.event for s in stored]
+    enr = [s.enrichment for s in stored]
+    versions = [e.properties.get("app_version") if e.properties else None for e in evs]
+    dumps = orjson.dumps
+    columns: dict[str, list[Any]] = {
+        "project": [e.project for e in evs],
+        "insert_id": [e.insert_id for e in evs],
+        "dedupe_key": [s.dedupe_key for s in stored],
+        "event_name": [e.event_name for e in evs],
+        "category": [e.category for e in evs],
+        "time": [e.time for e in evs],
+        "ingest_time": [e.ingest_time for e in evs],
+        "distinct_user_id": [e.distinct_user_id for e in evs],
+        "device_id": [e.device_id for e in evs],
+        "session_key": [s.session_key for s in stored],
+        "session_id": [s.session_id for s in stored],
+        "producer_session_id": [e.session_id for e in evs],
+        "source_id": [e.source_id for e in evs],
+        "url": [e.url for e in evs],
+        "ip": [e.ip for e in evs],
+        "user_agent": [e.user_agent for e in evs],
+        "city": [x.city for x in enr],
+        "state": [x.state for x in enr],
+        "country": [x.country for x in enr],
+        "postal_code": [x.postal_code for x in enr],
+        "lat": [x.lat for x in enr],
+        "long": [x.long for x in enr],
+        "device_type": [x.device_type for x in enr],
+        "os": [x.os for x in enr],
+        "os_version": [x.os_version for x in enr],
+        "browser": [x.browser for x in enr],
+        "app_version": [v if isinstance(v, str) else None for v in versions],
+        "properties": [dumps(e.properties).decode() if e.properties else "{}" for e in evs],
+    }
+    return pa.Table.from_arrays(
+        [pa.array(columns[name], type=_EVENT_TYPES.get(name, pa.string()))
+         for name in _EVENT_COLUMNS], names=_EVENT_COLUMNS)
 
 
 def _session_tuple(r: SessionRow, x: Enrichment) -> tuple[Any, ...]:

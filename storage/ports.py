@@ -40,6 +40,7 @@ class StoredEvent:
     session_id: str
     session_key: str
     enrichment: Enrichment
+    dedupe_key: int
 
 
 @dataclass(slots=True)

@@ -162,7 +162,8 @@ class EmbeddedRunner:
         first = self._dedupe.first_occurrences(items)
         fresh = [e for e, keep in zip(events, first, strict=True) if keep]
         self._identities(fresh, batch)
-        self._sessionize(fresh, batch)
+        self._sessionize(fresh, batch, {i: k for (k, _, i), keep in zip(items, first,
+                                                                         strict=True) if keep})
         self._store.commit(batch)
         self._seen.index.add(k for (k, _, _), keep in zip(items, first, strict=True) if keep)
         self._log.ack(records[-1][0])
@@ -192,7 +193,8 @@ class EmbeddedRunner:
             s = self._sessionizers[project] = Sessionizer(self._rules_for(project))
         return s
 
-    def _sessionize(self, fresh: list[Event], batch: WriteBatch) -> None:
+    def _sessionize(self, fresh: list[Event], batch: WriteBatch, keys: dict[str, int]
+                    ) -> None:
         groups: dict[GroupKey, list[Event]] = {}
         for e in fresh:
             groups.setdefault((e.project, session_key(e)), []).append(e)
@@ -218,7 +220,8 @@ class EmbeddedRunner:
         enrich = self._enricher.enrich
         for e in fresh:
             sid = assigned[(e.project, e.insert_id)]
-            batch.events.append(StoredEvent(e, sid, session_key(e), enrich(e.ip, e.user_agent)))
+            batch.events.append(StoredEvent(e, sid, session_key(e), enrich(e.ip, e.user_agent),
+                                            keys[e.insert_id]))
         batch.sessions.extend((r, enrich(r.ip, r.user_agent)) for r in touched.values())
 
     def _late(self, gk: GroupKey, evs: list[Event], state: SessionRow,

@@ -86,6 +86,8 @@ _FIREFOX_MAJORS: tuple[int, ...] = (144, 145, 146, 147)
 _SAFARI_MAC: tuple[str, ...] = ("26.1", "26.2", "26.0", "18.6")
 
 _WEBKIT = "AppleWebKit/537.36 (KHTML, like Gecko)"
+_WINDOWS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64"
+_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)"
 
 
 def _ios_app_agent(app: str, ios: str, tablet: bool) -> str:
@@ -110,7 +112,9 @@ def _ios_safari_agent(ios: str) -> str:
 
 
 def _android_chrome_agent(chrome: int) -> str:
-    return f"Mozilla/5.0 (Linux; Android 10; K) {_WEBKIT} Chrome/{chrome}.0.0.0 Mobile Safari/537.36"
+    return (
+        f"Mozilla/5.0 (Linux; Android 10; K) {_WEBKIT} Chrome/{chrome}.0.0.0 Mobile Safari/537.36"
+    )
 
 
 def _samsung_internet_agent(model: str, android: str) -> str:
@@ -207,7 +211,7 @@ def _desktop(rng: random.Random, device_id: str) -> Device:
     if roll < 0.62:  # Windows 10/11: Chrome, Edge, Firefox
         which = rng.random()
         if which < 0.65:
-            agent = f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {_WEBKIT} Chrome/{chrome}.0.0.0 Safari/537.36"
+            agent = f"{_WINDOWS}) {_WEBKIT} Chrome/{chrome}.0.0.0 Safari/537.36"
             browser = "Chrome"
         elif which < 0.9:
             agent = (
@@ -217,7 +221,7 @@ def _desktop(rng: random.Random, device_id: str) -> Device:
             browser = "Edge"
         else:
             fx = rng.choice(_FIREFOX_MAJORS)
-            agent = f"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{fx}.0) Gecko/20100101 Firefox/{fx}.0"
+            agent = f"{_WINDOWS}; rv:{fx}.0) Gecko/20100101 Firefox/{fx}.0"
             browser = "Firefox"
         return _web(device_id, "desktop", "Windows", "11", "PC", agent, browser)
     if roll < 0.97:  # macOS: the OS token is frozen at 10_15_7 by every browser
@@ -225,16 +229,19 @@ def _desktop(rng: random.Random, device_id: str) -> Device:
         if which < 0.5:
             safari = rng.choice(_SAFARI_MAC)
             agent = (
-                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
-                f"(KHTML, like Gecko) Version/{safari} Safari/605.1.15"
+                f"{_MAC} AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{safari} Safari/605.1.15"
             )
             browser = "Safari"
         elif which < 0.9:
-            agent = f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) {_WEBKIT} Chrome/{chrome}.0.0.0 Safari/537.36"
+            agent = f"{_MAC} {_WEBKIT} Chrome/{chrome}.0.0.0 Safari/537.36"
             browser = "Chrome"
         else:
             fx = rng.choice(_FIREFOX_MAJORS)
-            agent = f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:{fx}.0) Gecko/20100101 Firefox/{fx}.0"
+            # Firefox writes the frozen macOS version with dots.
+            agent = (
+                f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:{fx}.0) "
+                f"Gecko/20100101 Firefox/{fx}.0"
+            )
             browser = "Firefox"
         return _web(device_id, "desktop", "macOS", "26", "Mac", agent, browser)
     agent = f"Mozilla/5.0 (X11; Linux x86_64) {_WEBKIT} Chrome/{chrome}.0.0.0 Safari/537.36"

@@ -9,8 +9,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from stream.generate.people import new_uuid
 from stream.generate.model import SessionTruth, Stats
+from stream.generate.people import new_uuid
 
 DUPLICATE_RATE = 0.01  # an SDK retry resends an event it already sent, byte for byte
 LATE_RATE = 0.004  # an upload queued offline goes out minutes to hours later

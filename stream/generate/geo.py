@@ -39,7 +39,8 @@ class City:
 CITIES: tuple[City, ...] = (
     # United States. Fixed: Verizon Fios (108.x, 71.x), Spectrum (66.108.x, 70.112.x),
     # Comcast Xfinity (73.x, 67.x, 98.x), Google Fiber (136.x).
-    # Mobile: Verizon Wireless (174.192.0.0/10), AT&T Mobility (166.128.0.0/9), T-Mobile (172.32.0.0/11).
+    # Mobile: Verizon Wireless (174.192.0.0/10), AT&T Mobility (166.128.0.0/9),
+    # T-Mobile (172.32.0.0/11).
     City("New York", "New York", "US", 40.7128, -74.006, -300, "us",
          ("100", "101", "102", "112", "113"),
          ("108.10.64.0/20", "71.167.64.0/20", "66.108.16.0/20"),
@@ -74,7 +75,8 @@ CITIES: tuple[City, ...] = (
          (), 0.1),
     # India. Fixed: Airtel broadband (122.16x, 182.64.0.0/12), BSNL (117.192.0.0/10),
     # ACT Fibernet (106.51.0.0/16, 49.204.0.0/14).
-    # Mobile: Jio (49.32.0.0/11), Airtel (106.192.0.0/11), Vodafone Idea (42.104.0.0/13, 1.38.0.0/15).
+    # Mobile: Jio (49.32.0.0/11), Airtel (106.192.0.0/11),
+    # Vodafone Idea (42.104.0.0/13, 1.38.0.0/15).
     City("Mumbai", "Maharashtra", "IN", 19.076, 72.8777, 330, "",
          ("400",),
          ("117.232.112.0/20",),
@@ -104,7 +106,7 @@ CITIES: tuple[City, ...] = (
     # Mobile: O2 (82.132.0.0/16), Three (92.40.0.0/13), Vodafone (148.252.0.0/16).
     City("London", "England", "GB", 51.5072, -0.1276, 0, "eu",
          ("E1", "E14", "N1", "N7", "NW3", "SE1", "SE15", "SW1A", "SW11", "W2", "W11", "WC1"),
-         ("86.187.0.0/20", "81.130.0.0/20", "90.222.160.0/20", "92.0.32.0/20"),
+         ("86.187.0.0/20", "81.130.0.0/20", "90.222.160.0/20", "86.0.104.0/21"),
          ("82.132.200.0/21", "92.41.0.0/20"), 0.45),
     City("Manchester", "England", "GB", 53.4808, -2.2426, 0, "eu",
          ("M1", "M4", "M14", "M20", "M21"),

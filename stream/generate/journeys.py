@@ -115,7 +115,9 @@ class Journeys:
             if self._app and rng.random() < 0.86:
                 self._wait()
                 seconds = (self._t - start) // 1000
-                self._emit("App Close", {"duration_seconds": seconds, "last_screen": self._screen_name})
+                self._emit(
+                    "App Close", {"duration_seconds": seconds, "last_screen": self._screen_name}
+                )
                 end = "close"
         except _SessionOver as over:
             end = str(over) or end
@@ -182,7 +184,7 @@ class Journeys:
         roll = rng.random()
         if roll < 0.12:  # a glance, then gone
             return
-        shopping = roll < 0.62 or (person.archetype == "power" and roll < 0.8)
+        shopping = roll < 0.5 or (person.archetype == "power" and roll < 0.7)
         if person.orders and rng.random() < 0.15:
             order = person.orders[-1]
             self._screen("Orders", "orders", "Your orders | MoreRetail")
@@ -217,7 +219,7 @@ class Journeys:
             self._remove(person.currency)
         if shopping and self._cart:
             self._screen("Cart", "cart", "Cart | MoreRetail")
-            if rng.random() < 0.78:
+            if rng.random() < 0.7:
                 self._checkout(person, state)
 
     def _find(self, person: Person) -> catalog.Product | None:
@@ -310,7 +312,7 @@ class Journeys:
             "Begin Checkout",
             {"amount": subtotal, "currency": currency, "item_count": count, "items": items},
         )
-        if rng.random() > 0.8:  # abandoned at payment
+        if rng.random() > 0.75:  # abandoned at payment
             return
         methods, weights = _PAYMENT[currency]
         method = rng.choices(methods, weights)[0]
@@ -368,7 +370,9 @@ class Journeys:
 
     # ---- writing records ---------------------------------------------------------------
 
-    def _screen(self, name: str, path: str, title: str, referrer: str = "", first: bool = False) -> None:
+    def _screen(
+        self, name: str, path: str, title: str, referrer: str = "", first: bool = False
+    ) -> None:
         url = "moreretail.com/" + path
         if self._app:
             props: dict[str, Any] = {"screen_name": name}
@@ -457,7 +461,9 @@ class Journeys:
 
     # ---- the order service ---------------------------------------------------------------
 
-    def _deliver(self, person: Person, order_id: str, placed: int, amount: float, count: int) -> None:
+    def _deliver(
+        self, person: Person, order_id: str, placed: int, amount: float, count: int
+    ) -> None:
         """Server events for one order: confirmed, then dispatched, out, delivered."""
         rng = self.rng
         user = person.user_id
@@ -501,7 +507,13 @@ class Journeys:
             steps.append(("Order Dispatched", t, dispatch))
             t += rng.randint(5, 30) * MINUTE_MS
             eta = rng.randint(10, 40)
-            steps.append(("Out for Delivery", t, {"order_id": order_id, "rider_id": rider, "eta_minutes": eta}))
+            steps.append(
+                (
+                    "Out for Delivery",
+                    t,
+                    {"order_id": order_id, "rider_id": rider, "eta_minutes": eta},
+                )
+            )
             t += (eta + rng.randint(-8, 15)) * MINUTE_MS
             minutes = (t - placed) // MINUTE_MS
             delivered = {
@@ -528,4 +540,8 @@ class Journeys:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ms / 1000, tz=UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
