@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from storage.ports import Enrichment, SessionQuery, StoredEvent, WriteBatch
+from storage.ports import Enrichment, SessionQuery, StoredEvents, WriteBatch
 from stream.contract.event import Event
 from stream.operators.dedupe import dedupe_key
 from stream.operators.sessionize import SessionRow
@@ -219,7 +219,7 @@ class DuckDBStore:
             Event(project=project, insert_id=r[0], event_name=r[1], category=r[2], time=r[3],
                   ingest_time=r[4], distinct_user_id=r[5], device_id=r[6], session_id=r[7],
                   source_id=r[8], url=r[9], ip=r[10], user_agent=r[11],
-                  properties={"app_version": r[12]} if r[12] else {})
+                  app_version=r[12])
             for r in rows
         ]
 
@@ -368,24 +368,22 @@ def _batch_tables(batch: WriteBatch) -> dict[str, pa.Table]:
     return tables
 
 
-def _events_table(stored: list[StoredEvent]) -> pa.Table:
+def _events_table(stored: StoredEvents) -> pa.Table:
     """Column by column: one pass per column is several times faster than row tuples."""
-    evs = [s.event for s in stored]
-    enr = [s.enrichment for s in stored]
-    versions = [e.properties.get("app_version") if e.properties else None for e in evs]
-    dumps = orjson.dumps
+    evs = stored.events
+    enr = stored.enrichments
     columns: dict[str, list[Any]] = {
         "project": [e.project for e in evs],
         "insert_id": [e.insert_id for e in evs],
-        "dedupe_key": [s.dedupe_key for s in stored],
+        "dedupe_key": stored.dedupe_keys,
         "event_name": [e.event_name for e in evs],
         "category": [e.category for e in evs],
         "time": [e.time for e in evs],
         "ingest_time": [e.ingest_time for e in evs],
         "distinct_user_id": [e.distinct_user_id for e in evs],
         "device_id": [e.device_id for e in evs],
-        "session_key": [s.session_key for s in stored],
-        "session_id": [s.session_id for s in stored],
+        "session_key": stored.session_keys,
+        "session_id": stored.session_ids,
         "producer_session_id": [e.session_id for e in evs],
         "source_id": [e.source_id for e in evs],
         "url": [e.url for e in evs],
@@ -401,8 +399,8 @@ def _events_table(stored: list[StoredEvent]) -> pa.Table:
         "os": [x.os for x in enr],
         "os_version": [x.os_version for x in enr],
         "browser": [x.browser for x in enr],
-        "app_version": [v if isinstance(v, str) else None for v in versions],
-        "properties": [dumps(e.properties).decode() if e.properties else "{}" for e in evs],
+        "app_version": [e.app_version for e in evs],
+        "properties": [e.properties for e in evs],
     }
     return pa.Table.from_arrays(
         [pa.array(columns[name], type=_EVENT_TYPES.get(name, pa.string()))

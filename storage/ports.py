@@ -35,12 +35,17 @@ class Enrichment:
 
 
 @dataclass(slots=True)
-class StoredEvent:
-    event: Event
-    session_id: str
-    session_key: str
-    enrichment: Enrichment
-    dedupe_key: int
+class StoredEvents:
+    """New events of one step, column-wise: ``events[i]`` belongs to ``session_ids[i]``…"""
+
+    events: list[Event] = field(default_factory=list)
+    session_ids: list[str] = field(default_factory=list)
+    session_keys: list[str] = field(default_factory=list)
+    enrichments: list[Enrichment] = field(default_factory=list)
+    dedupe_keys: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.events)
 
 
 @dataclass(slots=True)
@@ -48,7 +53,7 @@ class WriteBatch:
     """Everything one processing step writes, committed atomically with ``next_offset``."""
 
     next_offset: int
-    events: list[StoredEvent] = field(default_factory=list)
+    events: StoredEvents = field(default_factory=StoredEvents)
     sessions: list[tuple[SessionRow, Enrichment]] = field(default_factory=list)
     deleted_sessions: list[tuple[str, str]] = field(default_factory=list)  # (project, id)
     moved_events: list[tuple[str, str, str]] = field(default_factory=list)  # project, iid, sid

@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from storage.hash_index import HashIndex
 from storage.local_log import LocalEventLog
-from storage.ports import ProcessingStore, StoredEvent, WriteBatch
+from storage.ports import ProcessingStore, StoredEvents, WriteBatch
 from stream.contract.event import Event
 from stream.contract.records import decode_record
 from stream.operators.dedupe import Dedupe, Item, dedupe_key
 from stream.operators.enrich import Enricher
 from stream.operators.sessionize import (
+    Sessionizer,
     SessionRow,
     SessionRules,
-    Sessionizer,
     order_of,
     session_key,
 )
@@ -36,18 +38,35 @@ GroupKey = tuple[str, str]  # (project, session key)
 
 
 class _IndexedSeenSet:
-    """Hash-index fast path; hits are confirmed exactly against the store."""
+    """Hash-index fast path; hits are confirmed exactly against the store, or against the
+    insert ids of steps still being committed."""
 
     def __init__(self, store: ProcessingStore, index: HashIndex) -> None:
         self._store = store
         self.index = index
+        self._lock = threading.Lock()
+        self._pending: list[set[tuple[str, str]]] = []
 
     def seen(self, items: list[Item]) -> set[tuple[str, str]]:
         maybe = self.index.contains(k for k, _, _ in items)
         if not maybe:
             return set()
         pairs = [(p, i) for k, p, i in items if k in maybe]
-        return self._store.existing_insert_ids(pairs)
+        with self._lock:
+            pending = set().union(*self._pending) if self._pending else set()
+        hits = {pair for pair in pairs if pair in pending}
+        rest = [pair for pair in pairs if pair not in hits]
+        return hits | self._store.existing_insert_ids(rest)
+
+    def in_flight(self, fresh: list[Event], keys: list[int]) -> None:
+        """A step's new events: in the index now, confirmed from memory until committed."""
+        with self._lock:
+            self._pending.append({(e.project, e.insert_id) for e in fresh})
+        self.index.add(keys)
+
+    def committed(self) -> None:
+        with self._lock:
+            self._pending.pop(0)
 
 
 @dataclass(slots=True)
@@ -58,7 +77,12 @@ class StepResult:
 
 
 class EmbeddedRunner:
-    """Single-threaded processing loop over ``LocalEventLog`` into a ``ProcessingStore``.
+    """Processing loop over ``LocalEventLog`` into a ``ProcessingStore``.
+
+    Steps are pipelined: while the store commits step N on the committer thread (DuckDB
+    releases the GIL), the runner thread decodes, de-duplicates and sessionizes step N+1.
+    Anything that reads the store (late events, reloading evicted state) first waits for
+    the commit in flight, so it always sees every earlier step.
 
     ``rules_for(project)`` gives a project's sessionization rules. ``on_commit`` receives
     the stored events of each committed step (live views subscribe through it).
@@ -70,10 +94,12 @@ class EmbeddedRunner:
         store: ProcessingStore,
         enricher: Enricher,
         rules_for: Callable[[str], SessionRules] = lambda _p: SessionRules(),
-        on_commit: Callable[[list[StoredEvent]], None] | None = None,
+        on_commit: Callable[[StoredEvents], None] | None = None,
         max_read_bytes: int = 8 << 20,
         state_capacity: int = 200_000,
     ) -> None:
+        if state_capacity < 10 * 50_000:
+            state_capacity = 10 * 50_000  # far above the session keys one step can touch
         self._log = log_
         self._store = store
         self._enricher = enricher
@@ -85,8 +111,11 @@ class EmbeddedRunner:
         self._state: OrderedDict[GroupKey, SessionRow] = OrderedDict()
         self._seen = _IndexedSeenSet(store, HashIndex(store.dedupe_keys()))
         self._dedupe = Dedupe(self._seen)
-        self.offset = store.checkpoint()
+        self.offset = store.checkpoint()  # everything before it is committed to the store
+        self._read_offset = self.offset  # everything before it is at least in flight
         self._log.resume(self.offset, _count_items)
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cep-commit")
+        self._inflight: Future[None] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -105,43 +134,47 @@ class EmbeddedRunner:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
+        else:
+            self._settle()
+        self._committer.shutdown(wait=True)
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until everything committed to the log so far is processed."""
         target = self._log.committed
-        deadline = threading.Event()
-        waited = 0.0
-        while self.offset < target and waited < timeout and self.error is None:
-            if self._thread is None or not self._thread.is_alive():
-                self.run_until_idle()
-                break
-            deadline.wait(0.01)
-            waited += 0.01
+        if self._thread is None or not self._thread.is_alive():
+            self.run_until_idle()
+            return self.offset >= target
+        deadline = time.monotonic() + timeout
+        while self.offset < target and time.monotonic() < deadline:
+            self._stop.wait(0.01)
         return self.offset >= target
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 if self.step() is None:
-                    self._log.wait_for(self.offset, timeout=0.2)
+                    self._settle()
+                    self._log.wait_for(self._read_offset, timeout=0.2)
             except Exception as exc:  # the process stays up; /readyz reports it
                 log.exception("runner step failed; state reset, retrying")
                 self.error = exc
                 self._reset()
                 self._stop.wait(1.0)
                 self.error = None
+        self._settle()
 
     def run_until_idle(self) -> int:
         """Process every committed record now (tests and command-line tools)."""
         total = 0
         while (result := self.step()) is not None:
             total += result.events
+        self._settle()
         return total
 
     # -- one step --------------------------------------------------------------------------
 
     def step(self) -> StepResult | None:
-        records = self._log.read(self.offset, self._max_read)
+        records = self._log.read(self._read_offset, self._max_read)
         if not records:
             return None
         batch = WriteBatch(next_offset=records[-1][0] + 1)
@@ -160,22 +193,38 @@ class EmbeddedRunner:
                                        profile.distinct_user_id, profile.ingest_time))
         items = [(dedupe_key(e.project, e.insert_id), e.project, e.insert_id) for e in events]
         first = self._dedupe.first_occurrences(items)
-        fresh = [e for e, keep in zip(events, first, strict=True) if keep]
+        fresh: list[Event] = []
+        keys: list[int] = []
+        for e, (key, _, _), keep in zip(events, items, first, strict=True):
+            if keep:
+                fresh.append(e)
+                keys.append(key)
+        self._seen.in_flight(fresh, keys)
         self._identities(fresh, batch)
-        self._sessionize(fresh, batch, {i: k for (k, _, i), keep in zip(items, first,
-                                                                         strict=True) if keep})
+        self._sessionize(fresh, keys, batch)
+        self._settle()
+        if len(self._state) > self._capacity:
+            for _ in range(len(self._state) - self._capacity):
+                self._state.popitem(last=False)
+        self._read_offset = batch.next_offset
+        self._inflight = self._committer.submit(self._commit, batch, records[-1][0],
+                                                len(fresh))
+        return StepResult(len(records), len(fresh), len(events) - len(fresh))
+
+    def _commit(self, batch: WriteBatch, last_offset: int, fresh: int) -> None:
         self._store.commit(batch)
-        self._seen.index.add(k for (k, _, _), keep in zip(items, first, strict=True) if keep)
-        self._log.ack(records[-1][0])
+        self._seen.committed()
+        self._log.ack(last_offset)
         self.offset = batch.next_offset
-        self.processed_events += len(fresh)
-        for row in self._state.values():
-            row.insert_ids.clear()
-        while len(self._state) > self._capacity:
-            self._state.popitem(last=False)
+        self.processed_events += fresh
         if self._on_commit is not None and batch.events:
             self._on_commit(batch.events)
-        return StepResult(len(records), len(fresh), len(events) - len(fresh))
+
+    def _settle(self) -> None:
+        """Wait for the commit in flight; re-raises its error."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.result()
 
     def _identities(self, fresh: list[Event], batch: WriteBatch) -> None:
         ties: dict[tuple[str, str], tuple[str, int]] = {}
@@ -193,41 +242,54 @@ class EmbeddedRunner:
             s = self._sessionizers[project] = Sessionizer(self._rules_for(project))
         return s
 
-    def _sessionize(self, fresh: list[Event], batch: WriteBatch, keys: dict[str, int]
-                    ) -> None:
-        groups: dict[GroupKey, list[Event]] = {}
-        for e in fresh:
-            groups.setdefault((e.project, session_key(e)), []).append(e)
+    def _sessionize(self, fresh: list[Event], keys: list[int], batch: WriteBatch) -> None:
+        groups: dict[GroupKey, list[int]] = {}
+        skeys = [session_key(e) for e in fresh]
+        for i, e in enumerate(fresh):
+            groups.setdefault((e.project, skeys[i]), []).append(i)
+        # A key missing from the state was not touched by the step in flight (touched keys are
+        # the most recent and eviction keeps far more than one step's keys), so the store
+        # already holds its latest session: no need to wait for the commit.
         unknown = [k for k in groups if k not in self._state]
-        for row in self._store.last_sessions(unknown):
-            self._state[(row.project, row.session_key)] = row
+        if unknown:
+            for row in self._store.last_sessions(unknown):
+                self._state[(row.project, row.session_key)] = row
         touched: dict[tuple[str, str], SessionRow] = {}
-        assigned: dict[tuple[str, str], str] = {}
-        for gk, evs in groups.items():
-            evs.sort(key=order_of)
+        sids: list[str] = [""] * len(fresh)
+        for gk, idx in groups.items():
+            evs = [fresh[i] for i in idx]
+            if len(evs) > 1:
+                order = sorted(range(len(evs)), key=lambda j: order_of(evs[j]))
+                idx = [idx[j] for j in order]
+                evs = [evs[j] for j in order]
             project, key = gk
             sessionizer = self._sessionizer(project)
             state = self._state.get(gk)
             if state is None or order_of(evs[0]) > state.order:
-                for e in evs:
-                    state, _new = sessionizer.step(state, key, e)
+                if state is not None and sessionizer.continues(state, evs[0]):
                     touched[(project, state.session_id)] = state
-                    assigned[(project, e.insert_id)] = state.session_id
+                step = sessionizer.step
+                for i, e in zip(idx, evs, strict=True):
+                    state, new = step(state, key, e)
+                    if new:
+                        touched[(project, state.session_id)] = state
+                    sids[i] = state.session_id
                 self._state[gk] = state
                 self._state.move_to_end(gk)
             else:
-                self._late(gk, evs, state, sessionizer, batch, touched, assigned)
+                self._settle()
+                assigned = self._late(gk, evs, state, sessionizer, batch, touched)
+                for i, e in zip(idx, evs, strict=True):
+                    sids[i] = assigned[e.insert_id]
         enrich = self._enricher.enrich
-        for e in fresh:
-            sid = assigned[(e.project, e.insert_id)]
-            batch.events.append(StoredEvent(e, sid, session_key(e), enrich(e.ip, e.user_agent),
-                                            keys[e.insert_id]))
-        batch.sessions.extend((r, enrich(r.ip, r.user_agent)) for r in touched.values())
+        batch.events = StoredEvents(fresh, sids, skeys,
+                                    [enrich(e.ip, e.user_agent) for e in fresh], keys)
+        batch.sessions.extend((r.snapshot(), enrich(r.ip, r.user_agent))
+                              for r in touched.values())
 
     def _late(self, gk: GroupKey, evs: list[Event], state: SessionRow,
               sessionizer: Sessionizer, batch: WriteBatch,
-              touched: dict[tuple[str, str], SessionRow],
-              assigned: dict[tuple[str, str], str]) -> None:
+              touched: dict[tuple[str, str], SessionRow]) -> dict[str, str]:
         """Re-fold the range a late event can change; replace the sessions stored there."""
         project, key = gk
         timeout = sessionizer.rules.timeout_ms
@@ -235,26 +297,30 @@ class EmbeddedRunner:
                                                   evs[-1].time + timeout)
         lo, hi = sessionizer.affected_range(evs, [(r.start_time, r.end_time) for r in stored])
         old_events = self._store.events_in_range(project, key, lo, hi)
-        rows = sessionizer.fold(key, old_events + evs)
+        rows, assigned = sessionizer.assign(key, old_events + evs)
         new_ids = {r.session_id for r in rows}
         old_ids = {r.session_id for r in stored}
         batch.deleted_sessions.extend((project, sid) for sid in old_ids - new_ids)
         for row in rows:
             touched[(project, row.session_id)] = row
-            for iid in row.insert_ids:
-                assigned[(project, iid)] = row.session_id
-        batch.moved_events.extend((project, e.insert_id, assigned[(project, e.insert_id)])
+        batch.moved_events.extend((project, e.insert_id, assigned[e.insert_id])
                                   for e in old_events)
         candidates = list(rows)
         if state.session_id not in old_ids:
             candidates.append(state)
         self._state[gk] = max(candidates, key=lambda r: r.order)
+        return assigned
 
     def _reset(self) -> None:
         """Forget cached state after a failed step; it is rebuilt from committed data."""
+        try:
+            self._settle()
+        except Exception:  # the failure being recovered from; already logged
+            log.debug("commit in flight failed during reset", exc_info=True)
         self._state.clear()
-        self._seen.index = HashIndex(self._store.dedupe_keys())
-        self.offset = self._store.checkpoint()
+        self._seen = _IndexedSeenSet(self._store, HashIndex(self._store.dedupe_keys()))
+        self._dedupe = Dedupe(self._seen)
+        self.offset = self._read_offset = self._store.checkpoint()
 
 
 def _count_items(payload: bytes) -> int:

@@ -124,6 +124,7 @@ def _decoder(kind: type[Any]) -> Callable[[bytes], Any]:
 
 
 _decode_event = _decoder(WireEvent)
+_encode_json = msgspec.json.Encoder().encode
 _decode_profile = _decoder(WireProfile)
 
 
@@ -211,6 +212,7 @@ class EnvelopeParser:
         category = _first(wire.event_category, base.event_category)
         if not category:
             category = self._rules.category(project, name)
+        version = props.get("app_version")
         return Event(
             project=project,
             insert_id=insert_id,
@@ -225,7 +227,8 @@ class EnvelopeParser:
             url=_first(wire.url, wire.URL, base.url, base.URL) or None,
             ip=_first(wire.ip, base.ip) or None,
             user_agent=_first(wire.user_agent, base.user_agent) or None,
-            properties=props,
+            properties=_encode_json(props).decode() if props else "{}",
+            app_version=version if isinstance(version, str) else None,
         )
 
     def _profile(self, project: str, raw: msgspec.Raw, now: int) -> Profile:

@@ -28,7 +28,12 @@ class Event(msgspec.Struct, array_like=True, omit_defaults=True):
     url: str | None = None
     ip: str | None = None
     user_agent: str | None = None
-    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    properties: str = "{}"  # custom_properties as JSON text: stored as sent, never re-parsed
+    app_version: str | None = None  # from custom_properties.app_version, used by sessions
+
+    def props(self) -> dict[str, Any]:
+        """``custom_properties`` decoded (for the rare code that needs them as values)."""
+        return dict(msgspec.json.decode(self.properties)) if self.properties != "{}" else {}
 
     @property
     def identity(self) -> str:

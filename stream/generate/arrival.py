@@ -1,15 +1,14 @@
 """From generated records to the stream a gateway receives: retries, late uploads, bad
-records, arrival order, and the stats measured on the result.
+records, and arrival order.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stream.generate.model import SessionTruth, Stats
 from stream.generate.people import new_uuid
 
 DUPLICATE_RATE = 0.01  # an SDK retry resends an event it already sent, byte for byte
@@ -28,36 +27,74 @@ INVALID_KINDS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Arrangement:
+    events: list[dict[str, Any]]  # arrival order
+    invalid_positions: list[int]
+    copies: int  # retried copies; each is sent 1-30 s after its original
+    late: int  # originals sent after a newer original of the same device
+
+
 def arrange(
     rng: random.Random,
     records: list[dict[str, Any]],
     arrivals: list[int],
+    devices: list[str | None],
+    times: list[int],
     invalid_rate: float,
-) -> tuple[list[dict[str, Any]], list[int]]:
+) -> Arrangement:
     """Add retried copies, delay some uploads, add invalid records; sort by arrival.
 
-    Returns the records in arrival order and the positions of the invalid ones. Ties
-    keep generation order (the sort is stable), so the result depends on the seed only.
+    ``devices`` and ``times`` run parallel to ``records`` (device id or ``None``, event
+    time). Ties keep generation order (the sort is stable), so the result depends on
+    the seed only.
     """
-    records = list(records)
-    arrivals = list(arrivals)
     count = len(records)
-    on_device = [i for i in range(count) if "device_id" in records[i]]
-    for index in rng.sample(on_device, round(len(on_device) * LATE_RATE)):
+    arrivals = list(arrivals)
+    on_device = [i for i, device in enumerate(devices) if device is not None]
+    delayed = rng.sample(on_device, round(len(on_device) * LATE_RATE))
+    for index in delayed:
         arrivals[index] += rng.randint(5 * _MINUTE, 360 * _MINUTE)
-    for index in sorted(rng.sample(range(count), round(count * DUPLICATE_RATE))):
+    late = _count_late(delayed, devices, times, arrivals)
+    records = list(records)
+    copies = sorted(rng.sample(range(count), round(count * DUPLICATE_RATE)))
+    for index in copies:
         records.append(dict(records[index]))
         arrivals.append(arrivals[index] + rng.randint(1_000, 30_000))
-    invalid: set[int] = set()
+    valid_end = len(records)
     if invalid_rate > 0 and count:
         wanted = max(1, round(count * invalid_rate))
         for index in sorted(rng.choices(range(count), k=wanted)):
-            invalid.add(len(records))
             records.append(corrupt(rng, records[index], rng.choice(INVALID_KINDS)))
             arrivals.append(arrivals[index] + 1)
     order = sorted(range(len(records)), key=arrivals.__getitem__)
-    positions = [pos for pos, index in enumerate(order) if index in invalid]
-    return [records[index] for index in order], positions
+    invalid: list[int] = []
+    if len(records) > valid_end:
+        invalid = [position for position, index in enumerate(order) if index >= valid_end]
+    return Arrangement([records[index] for index in order], invalid, len(copies), late)
+
+
+def _count_late(
+    delayed: list[int], devices: list[str | None], times: list[int], arrivals: list[int]
+) -> int:
+    """Delayed uploads that a newer event of their device overtook.
+
+    Only delayed records can be overtaken: a device's other records leave in time order
+    (one upload delay per session, sessions over 30 min apart).
+    """
+    if not delayed:
+        return 0
+    targets = {devices[index] for index in delayed}
+    rows: dict[str | None, list[int]] = {device: [] for device in targets}
+    for index, device in enumerate(devices):
+        if device in targets:
+            rows[device].append(index)
+    late = 0
+    for index in delayed:
+        when, sent = times[index], arrivals[index]
+        if any(times[j] > when and arrivals[j] < sent for j in rows[devices[index]]):
+            late += 1
+    return late
 
 
 def corrupt(rng: random.Random, record: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -85,72 +122,3 @@ def corrupt(rng: random.Random, record: dict[str, Any], kind: str) -> dict[str, 
     else:
         raise ValueError(f"kind: unknown invalid record kind {kind!r}")
     return bad
-
-
-def measure(
-    events: list[dict[str, Any]],
-    invalid_indexes: list[int],
-    profiles: int,
-    sessions: list[SessionTruth],
-) -> Stats:
-    """Count what the stream actually contains. Server events are those without a device."""
-    invalid = set(invalid_indexes)
-    seen: set[str] = set()
-    names: Counter[str] = Counter()
-    newest: dict[str, int] = {}  # per device: the newest event time received so far
-    tied: set[str] = set()
-    first_anonymous: dict[str, int] = {}
-    last_login: dict[str, int] = {}
-    duplicates = late = server = 0
-    times: list[int] = []
-    for position, event in enumerate(events):
-        if invalid and position in invalid:
-            continue
-        insert_id = event["insert_id"]
-        if insert_id in seen:
-            duplicates += 1
-            continue
-        seen.add(insert_id)
-        name = event["event_name"]
-        names[name] += 1
-        when = event["time"]
-        times.append(when)
-        device = event.get("device_id")
-        if device is None:
-            server += 1
-            continue
-        before = newest.get(device)
-        if before is None or when >= before:
-            newest[device] = when
-        else:
-            late += 1
-        if "distinct_user_id" in event:
-            tied.add(device)
-            if name == "Login" and when > last_login.get(device, -1):
-                last_login[device] = when
-        elif when < first_anonymous.get(device, when + 1):
-            first_anonymous[device] = when
-    switched = sum(
-        1 for device, when in first_anonymous.items() if last_login.get(device, -1) > when
-    )
-    valid = len(events) - len(invalid)
-    return Stats(
-        records=len(events),
-        valid_records=valid,
-        unique_insert_ids=len(seen),
-        duplicates=duplicates,
-        late_events=late,
-        invalid=len(invalid),
-        users=profiles,
-        devices=len(newest),
-        anonymous_devices=len(newest) - len(tied),
-        logged_out_then_login=switched,
-        sessions=len(sessions),
-        sessions_closed=sum(1 for s in sessions if s.end == "close"),
-        sessions_crashed=sum(1 for s in sessions if s.end == "crash"),
-        purchases=names["Purchase"],
-        server_events=server,
-        first_time_ms=min(times, default=0),
-        last_time_ms=max(times, default=0),
-        by_event=dict(sorted(names.items())),
-    )

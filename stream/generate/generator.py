@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 import random
 
-from stream.generate.arrival import arrange, measure
+from stream.generate.arrival import Arrangement, arrange
 from stream.generate.journeys import SESSION_GAP_MS, Journeys
-from stream.generate.model import DAY_MS, Dataset
+from stream.generate.model import DAY_MS, Dataset, Stats
 from stream.generate.people import VISITOR_SHARE, Population
 from stream.generate.schedule import session_starts
 
@@ -60,20 +60,49 @@ def _generate(seed: int, users: int, days: int, end_ms: int, invalid_rate: float
                 continue
             last = journeys.session(person, state, start)
             state.free_at = last + SESSION_GAP_MS
-    events, invalid_indexes = arrange(rng, journeys.records, journeys.arrivals, invalid_rate)
+    arranged = arrange(
+        rng, journeys.records, journeys.arrivals, journeys.devices, journeys.times, invalid_rate
+    )
     profiles = [
         {"distinct_user_id": person.user_id, "traits": person.traits}
         for person in people
         if person.user_id is not None
     ]
-    stats = measure(events, invalid_indexes, len(profiles), journeys.sessions)
+    stats = _stats(journeys, arranged, len(profiles))
     return Dataset(
         seed=seed,
         start_ms=start_ms,
         end_ms=end_ms,
-        events=events,
+        events=arranged.events,
         profiles=profiles,
         sessions=journeys.sessions,
-        invalid_indexes=invalid_indexes,
+        invalid_indexes=arranged.invalid_positions,
         stats=stats,
+    )
+
+
+def _stats(journeys: Journeys, arranged: Arrangement, profiles: int) -> Stats:
+    counts = journeys.counts
+    sessions = journeys.sessions
+    invalid = len(arranged.invalid_positions)
+    valid = len(arranged.events) - invalid
+    return Stats(
+        records=len(arranged.events),
+        valid_records=valid,
+        unique_insert_ids=valid - arranged.copies,
+        duplicates=arranged.copies,
+        late_events=arranged.late,
+        invalid=invalid,
+        users=profiles,
+        devices=len(journeys.seen_devices),
+        anonymous_devices=len(journeys.seen_devices - journeys.tied_devices),
+        logged_out_then_login=journeys.logins_after_anonymous,
+        sessions=len(sessions),
+        sessions_closed=sum(1 for s in sessions if s.end == "close"),
+        sessions_crashed=sum(1 for s in sessions if s.end == "crash"),
+        purchases=counts.get("Purchase", 0),
+        server_events=sum(1 for device in journeys.devices if device is None),
+        first_time_ms=min(journeys.times, default=0),
+        last_time_ms=max(journeys.times, default=0),
+        by_event=dict(sorted(counts.items())),
     )

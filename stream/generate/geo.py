@@ -13,11 +13,13 @@ evening peaks land in the evening all year.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+_HOUR_MS = 3_600_000
 _UK_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"  # letters used in the inward part of a UK postcode
 
 
@@ -216,11 +218,21 @@ def utc_offset_ms(city: City, utc_ms: int) -> int:
     if not city.dst:
         return base
     year = datetime.fromtimestamp(utc_ms / 1000, tz=UTC).year
-    hour = 3_600_000
-    if city.dst == "us":  # 2:00 local, second Sunday of March to first Sunday of November
-        start = int(_nth_sunday(year, 3, 2).timestamp() * 1000) + 2 * hour - base
-        end = int(_nth_sunday(year, 11, 1).timestamp() * 1000) + 2 * hour - base - hour
+    start, end = _summer_time(city.dst, base, year)
+    return base + _HOUR_MS if start <= utc_ms < end else base
+
+
+@functools.lru_cache(maxsize=64)
+def _summer_time(rule: str, base: int, year: int) -> tuple[int, int]:
+    """[start, end) of daylight saving in UTC ms for a rule, standard offset and year."""
+    if rule == "us":  # 2:00 local, second Sunday of March to first Sunday of November
+        start = _ms(_nth_sunday(year, 3, 2)) + 2 * _HOUR_MS - base
+        end = _ms(_nth_sunday(year, 11, 1)) + 2 * _HOUR_MS - base - _HOUR_MS
     else:  # 1:00 UTC, last Sunday of March to last Sunday of October
-        start = int(_nth_sunday(year, 3, -1).timestamp() * 1000) + hour
-        end = int(_nth_sunday(year, 10, -1).timestamp() * 1000) + hour
-    return base + hour if start <= utc_ms < end else base
+        start = _ms(_nth_sunday(year, 3, -1)) + _HOUR_MS
+        end = _ms(_nth_sunday(year, 10, -1)) + _HOUR_MS
+    return start, end
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1000

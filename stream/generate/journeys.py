@@ -63,12 +63,22 @@ class Journeys:
         self.records: list[dict[str, Any]] = []
         self.arrivals: list[int] = []
         self.sessions: list[SessionTruth] = []
+        # Parallel to records, so later passes need not touch a million dicts again.
+        self.devices: list[str | None] = []
+        self.times: list[int] = []
+        # Counted while writing (the dicts are hot in cache then); checked by the tests
+        # against the stream itself.
+        self.counts: dict[str, int] = {}
+        self.seen_devices: set[str] = set()
+        self.tied_devices: set[str] = set()
+        self.logins_after_anonymous = 0
         self._order_base = rng.randrange(10_000_000, 90_000_000)
         self._orders = 0
         # The session being written.
         self._state: DeviceState | None = None
         self._user: str | None = None
         self._logged_in = False
+        self._tied = False  # a record of this session carried the user id
         self._device_id = ""
         self._source = ""
         self._agent = ""
@@ -100,6 +110,7 @@ class Journeys:
         if device.device_type != "desktop" and rng.random() < 0.4:
             self._ip = geo.cellular_ip(rng, person.city) or state.home_ip
         self._t = start
+        self._tied = False
         self._latency = rng.randint(200, 6000)
         self._count = 0
         self._cart = []
@@ -123,6 +134,9 @@ class Journeys:
             end = str(over) or end
         last = self._t if self._count else start
         if self._count:
+            self.seen_devices.add(self._device_id)
+            if self._tied:
+                self.tied_devices.add(self._device_id)
             truth = SessionTruth(
                 device_id=self._device_id,
                 user_id=person.user_id,
@@ -153,7 +167,7 @@ class Journeys:
             "launch_type": "push" if push else "cold" if rng.random() < 0.7 else "warm",
             "first_launch": first,
         }
-        self._emit("App Launch", launch, first=True)
+        self._emit("App Launch", launch, crashable=False)
         if first:
             source = "app_store" if device.source_id == SOURCE_IOS else "play_store"
             self._step(
@@ -360,13 +374,18 @@ class Journeys:
             method = rng.choices(("email", "google", "apple"), (0.5, 0.3, 0.2))[0]
             if method == "apple" and state.device.os != "iOS":
                 method = "google"
+        # Signing in never crashes: a device gets tied to its user by Sign Up or Login only.
         state.logged_in = True
         self._logged_in = True
         if not state.signed_up:
             state.signed_up = True
             opt_in = bool(person.traits.get("marketing_opt_in", False))
-            self._step("Sign Up", {"method": method, "marketing_opt_in": opt_in})
-        self._step("Login", {"method": method, "success": True})
+            self._wait()
+            opt = {"method": method, "marketing_opt_in": opt_in}
+            self._emit("Sign Up", opt, crashable=False)
+        self._wait()
+        self._emit("Login", {"method": method, "success": True}, crashable=False)
+        self.logins_after_anonymous += 1  # the session began signed out
 
     # ---- writing records ---------------------------------------------------------------
 
@@ -388,7 +407,7 @@ class Journeys:
         self._url = url
         self._screen_name = name
         if first:
-            self._emit("Page View", props, first=True)
+            self._emit("Page View", props, crashable=False)
         else:
             self._step("Page View", props)
 
@@ -402,15 +421,16 @@ class Journeys:
         r = self.rng.random()
         self._t += 5_000 + int(85_000 * r * r)
 
-    def _emit(self, name: str, props: dict[str, Any], first: bool = False) -> None:
+    def _emit(self, name: str, props: dict[str, Any], crashable: bool = True) -> None:
         t = self._t
         if t > self.end_ms:
             raise _SessionOver("timeout")
-        if self._budget > 0 and not first:
+        if self._budget > 0 and crashable:
             self._budget -= 1
             if self._budget == 0:
                 self._crash()
         if self._logged_in:
+            self._tied = True
             record = {
                 "event_name": name,
                 "event_category": CATEGORIES[name],
@@ -439,6 +459,9 @@ class Journeys:
             }
         self.records.append(record)
         self.arrivals.append(t + self._latency)
+        self.devices.append(self._device_id)
+        self.times.append(t)
+        self.counts[name] = self.counts.get(name, 0) + 1
         self._count += 1
 
     def _crash(self) -> None:
@@ -456,7 +479,7 @@ class Journeys:
             "screen": self._screen_name or "Launch",
             "fatal": True,
         }
-        self._emit("App Crash", props, first=True)
+        self._emit("App Crash", props, crashable=False)
         raise _SessionOver("crash")
 
     # ---- the order service ---------------------------------------------------------------
@@ -537,6 +560,9 @@ class Journeys:
             }
             self.records.append(record)
             self.arrivals.append(when + rng.randint(50, 1500))
+            self.devices.append(None)
+            self.times.append(when)
+            self.counts[name] = self.counts.get(name, 0) + 1
 
 
 def _iso(ms: int) -> str:

@@ -62,7 +62,10 @@ class SessionTruth:
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """Counts measured on the final stream (not on intentions)."""
+    """What the stream contains. Counted while generating; the tests recount them on the
+    stream itself. "Unique" and "late" follow the platform's rules: the first copy of an
+    insert_id wins; an event is late when a newer event of its device was sent before it.
+    """
 
     records: int  # everything in ``events``, retried copies and invalid records included
     valid_records: int

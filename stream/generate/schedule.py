@@ -6,6 +6,7 @@ almost none; weekends are busier. Weekly shoppers come back on their own weekday
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import random
@@ -21,7 +22,6 @@ _HOURLY = (
     1.70, 1.50, 1.20, 1.10, 1.30, 1.70, 2.30, 2.80, 2.90, 2.40, 1.50, 0.80,
 )  # fmt: skip
 _HOUR_CUM = tuple(itertools.accumulate(_HOURLY))
-_HOURS = tuple(range(24))
 WEEKEND_FACTOR = 1.35
 
 
@@ -61,8 +61,8 @@ def session_starts(rng: random.Random, person: Person, start_ms: int, end_ms: in
         if new_user and day == person.first_day:
             count = max(count, 1)
         for _ in range(count):
-            hour = rng.choices(_HOURS, cum_weights=_HOUR_CUM)[0]
-            local = local_midnight + hour * HOUR_MS + rng.randrange(HOUR_MS)
+            hour = bisect.bisect(_HOUR_CUM, rng.random() * _HOUR_CUM[-1])
+            local = local_midnight + hour * HOUR_MS + int(rng.random() * HOUR_MS)
             utc = local - offset
             if start_ms <= utc < end_ms:
                 starts.append(utc)

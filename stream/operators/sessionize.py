@@ -16,7 +16,8 @@ event) is handled by re-folding the affected range: see ``affected_range``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass
 
 import xxhash
 
@@ -65,7 +66,10 @@ class SessionRow:
     user_agent: str | None = None
     source_id: str | None = None
     app_version: str | None = None
-    insert_ids: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def snapshot(self) -> SessionRow:
+        """An independent copy, for writers that serialize while the runner moves on."""
+        return copy.copy(self)
 
     @property
     def order(self) -> tuple[int, str]:
@@ -120,7 +124,6 @@ class Sessionizer:
         row.end_time = event.time
         row.last_insert_id = event.insert_id
         row.last_event = event.event_name
-        row.insert_ids.append(event.insert_id)
         if event.url:
             row.exit_url = event.url
             if row.landing_url is None:
@@ -135,9 +138,8 @@ class Sessionizer:
             row.user_agent = event.user_agent
         if row.source_id is None and event.source_id:
             row.source_id = event.source_id
-        version = event.properties.get("app_version") if event.properties else None
-        if isinstance(version, str):
-            row.app_version = version
+        if event.app_version:
+            row.app_version = event.app_version
         name = event.event_name
         if name in self.rules.conversion_events:
             row.converted = True
@@ -155,13 +157,20 @@ class Sessionizer:
 
     def fold(self, key: str, events: Iterable[Event]) -> list[SessionRow]:
         """The sessions of ``events`` (any order) of one key; the definition of sessions."""
+        return self.assign(key, events)[0]
+
+    def assign(self, key: str, events: Iterable[Event]
+               ) -> tuple[list[SessionRow], dict[str, str]]:
+        """``fold``, plus the session id of every event by insert id."""
         rows: list[SessionRow] = []
+        assigned: dict[str, str] = {}
         current: SessionRow | None = None
         for event in sorted(events, key=order_of):
             current, new = self.step(current, key, event)
             if new:
                 rows.append(current)
-        return rows
+            assigned[event.insert_id] = current.session_id
+        return rows, assigned
 
     def affected_range(self, late: Sequence[Event],
                        stored: Sequence[tuple[int, int]]) -> tuple[int, int]:

@@ -35,6 +35,7 @@ class Pipeline:
         self.runner = EmbeddedRunner(self.log, self.store, Enricher(None, None))
 
     def close(self) -> None:
+        self.runner.stop(drain=False)
         self.log.close()
         self.store.close()
 
@@ -63,10 +64,10 @@ def reference(events: list[Event]) -> tuple[set[tuple[str, str, int, int, int]],
         by_key.setdefault(session_key(e), []).append(e)
     sessions, assigned = set(), {}
     for key, evs in by_key.items():
-        for row in Sessionizer().fold(key, evs):
+        rows, by_id = Sessionizer().assign(key, evs)
+        assigned.update(by_id)
+        for row in rows:
             sessions.add((key, row.session_id, row.start_time, row.end_time, row.events))
-            for iid in row.insert_ids:
-                assigned[iid] = row.session_id
     return sessions, assigned
 
 

@@ -33,7 +33,7 @@ def test_seed_envelope_is_accepted_with_category_from_the_catalogue() -> None:
     (event,) = judge(good(device_id="d1", url="moreretail.com/cart", ip="1.2.3.4")).accepted
     assert (event.event_name, event.category, event.time, event.ingest_time) == (
         "Add to Cart", "User Actions", NOW - 1000, NOW)
-    assert (event.device_id, event.url, event.properties) == (
+    assert (event.device_id, event.url, event.props()) == (
         "d1", "moreretail.com/cart", {"item": "Coffee"})
 
 
@@ -43,7 +43,7 @@ def test_aliases_and_default_properties_nesting() -> None:
                                      "URL": "moreretail.com/search"}}
     (event,) = judge(record).accepted
     assert (event.event_name, event.insert_id, event.distinct_user_id, event.url,
-            event.properties) == ("Search", "x9", "u7", "moreretail.com/search",
+            event.props()) == ("Search", "x9", "u7", "moreretail.com/search",
                                   {"query": "milk"})
 
 
