@@ -284,10 +284,10 @@ def build_schema(max_depth: int = 12, max_tokens: int = 5_000, max_aliases: int 
         query=Query,
         mutation=Mutation,
         extensions=[
-            QueryDepthLimiter(max_depth=max_depth),
-            MaxTokensLimiter(max_token_count=max_tokens),
-            MaxAliasesLimiter(max_alias_count=max_aliases),
-            MaskErrors(should_mask_error=_mask, error_message="Internal error"),
+            lambda: QueryDepthLimiter(max_depth=max_depth),
+            lambda: MaxTokensLimiter(max_token_count=max_tokens),
+            lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+            lambda: MaskErrors(should_mask_error=_mask, error_message="Internal error"),
         ],
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import random
+from typing import Any
 
 from stream.generate.arrival import Arrangement, arrange
 from stream.generate.journeys import SESSION_GAP_MS, Journeys
@@ -51,9 +52,10 @@ def _generate(seed: int, users: int, days: int, end_ms: int, invalid_rate: float
     people += [population.visitor() for _ in range(round(users * VISITOR_SHARE))]
     journeys = Journeys(rng, start_ms, end_ms)
     for person in people:
-        devices = person.devices
+        owned = person.devices
         for start in session_starts(rng, person, start_ms, end_ms):
-            state = devices[0] if len(devices) == 1 or rng.random() < 0.75 else rng.choice(devices)
+            # Most sessions happen on the main device.
+            state = owned[0] if len(owned) == 1 or rng.random() < 0.75 else rng.choice(owned)
             if start < state.free_at:
                 start = state.free_at + rng.randrange(20 * 60_000)
             if start >= end_ms:
@@ -68,6 +70,26 @@ def _generate(seed: int, users: int, days: int, end_ms: int, invalid_rate: float
         for person in people
         if person.user_id is not None
     ]
+    devices: list[dict[str, Any]] = [
+        {
+            "device_id": state.device.device_id,
+            "distinct_user_id": person.user_id,
+            "device_type": state.device.device_type,
+            "os": state.device.os,
+            "os_version": state.device.os_version,
+            "model": state.device.model,
+            "source_id": state.device.source_id,
+            "app_version": state.device.app_version,
+            "browser": state.device.browser,
+            "user_agent": state.device.user_agent,
+            "home_ip": state.home_ip,
+            "city": person.city.name,
+            "country": person.city.country,
+        }
+        for person in people
+        for state in person.devices
+        if state.device.device_id in journeys.seen_devices
+    ]
     stats = _stats(journeys, arranged, len(profiles))
     return Dataset(
         seed=seed,
@@ -75,6 +97,7 @@ def _generate(seed: int, users: int, days: int, end_ms: int, invalid_rate: float
         end_ms=end_ms,
         events=arranged.events,
         profiles=profiles,
+        devices=devices,
         sessions=journeys.sessions,
         invalid_indexes=arranged.invalid_positions,
         stats=stats,

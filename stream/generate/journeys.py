@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import bisect
 import random
-from datetime import UTC, datetime
 from typing import Any
 
 from stream.generate import catalog, geo
 from stream.generate.agents import SOURCE_IOS
 from stream.generate.model import CATEGORIES, ORDER_SERVICE, SessionTruth
+from stream.generate.orders import order_events
 from stream.generate.people import DeviceState, Person, new_uuid
 
-MINUTE_MS = 60_000
-SESSION_GAP_MS = 31 * MINUTE_MS  # more than the default 30 min inactivity timeout
+SESSION_GAP_MS = 31 * 60_000  # more than the default 30 min inactivity timeout
 _HOME = "moreretail.com/home"
 # Crash probability per app session by app version: older builds crash more.
 _CRASH_RATE = {"5.2.1": 0.008, "5.2.0": 0.012, "5.1.4": 0.035, "5.0.3": 0.06}
@@ -85,6 +84,7 @@ class Journeys:
         self._ip = ""
         self._app = True
         self._t = 0
+        self._last = 0  # time of the session's last written event
         self._latency = 0
         self._count = 0
         self._budget = 0  # events left before a crash; -1: no crash
@@ -110,6 +110,7 @@ class Journeys:
         if device.device_type != "desktop" and rng.random() < 0.4:
             self._ip = geo.cellular_ip(rng, person.city) or state.home_ip
         self._t = start
+        self._last = start
         self._tied = False
         self._latency = rng.randint(200, 6000)
         self._count = 0
@@ -132,7 +133,7 @@ class Journeys:
                 end = "close"
         except _SessionOver as over:
             end = str(over) or end
-        last = self._t if self._count else start
+        last = self._last
         if self._count:
             self.seen_devices.add(self._device_id)
             if self._tied:
@@ -142,7 +143,7 @@ class Journeys:
                 user_id=person.user_id,
                 source_id=self._source,
                 start_ms=start,
-                end_ms=min(last, self.end_ms),
+                end_ms=last,
                 events=self._count,
                 end=end,
                 purchase=self._purchased,
@@ -365,6 +366,32 @@ class Journeys:
         self._screen("Order Confirmation", f"order/{order_id}", f"Order {order_id} | MoreRetail")
         self._deliver(person, order_id, placed, purchase["amount"], count)
 
+    def _deliver(
+        self, person: Person, order_id: str, placed: int, amount: float, count: int
+    ) -> None:
+        """Write the order service's events for one order, up to the end of the window."""
+        rng = self.rng
+        user = person.user_id
+        assert user is not None  # noqa: S101 - only signed-in users can buy
+        city, currency = person.city.name, person.currency
+        for name, when, props in order_events(rng, order_id, city, currency, placed, amount, count):
+            if when > self.end_ms:
+                break
+            record = {
+                "event_name": name,
+                "event_category": CATEGORIES[name],
+                "time": when,
+                "distinct_user_id": user,
+                "insert_id": new_uuid(rng),
+                "source_id": ORDER_SERVICE,
+                "custom_properties": props,
+            }
+            self.records.append(record)
+            self.arrivals.append(when + rng.randint(50, 1500))
+            self.devices.append(None)
+            self.times.append(when)
+            self.counts[name] = self.counts.get(name, 0) + 1
+
     def _login(self, person: Person, state: DeviceState) -> None:
         rng = self.rng
         self._screen("Login", "login", "Sign in | MoreRetail")
@@ -459,6 +486,7 @@ class Journeys:
             }
         self.records.append(record)
         self.arrivals.append(t + self._latency)
+        self._last = t
         self.devices.append(self._device_id)
         self.times.append(t)
         self.counts[name] = self.counts.get(name, 0) + 1
@@ -481,93 +509,3 @@ class Journeys:
         }
         self._emit("App Crash", props, crashable=False)
         raise _SessionOver("crash")
-
-    # ---- the order service ---------------------------------------------------------------
-
-    def _deliver(
-        self, person: Person, order_id: str, placed: int, amount: float, count: int
-    ) -> None:
-        """Server events for one order: confirmed, then dispatched, out, delivered."""
-        rng = self.rng
-        user = person.user_id
-        assert user is not None  # noqa: S101 - only signed-in users can buy
-        city = person.city.name[:3].upper()
-        t = placed + rng.randint(40_000, 180_000)
-        promised = placed + rng.choice((60, 90, 120, 180)) * MINUTE_MS
-        steps: list[tuple[str, int, dict[str, Any]]] = [
-            (
-                "Order Confirmed",
-                t,
-                {
-                    "order_id": order_id,
-                    "amount": amount,
-                    "currency": person.currency,
-                    "store_id": f"ST-{city}-{rng.randint(1, 40):03d}",
-                    "estimated_delivery_time": _iso(promised),
-                },
-            )
-        ]
-        if rng.random() < 0.025:
-            t += rng.randint(5, 40) * MINUTE_MS
-            cancel = {
-                "order_id": order_id,
-                "reason": rng.choice(("out_of_stock", "store_closed", "address_unserviceable")),
-                "cancelled_by": "store",
-                "refund_amount": amount,
-                "currency": person.currency,
-            }
-            steps.append(("Order Cancelled", t, cancel))
-        else:
-            rider = f"RD{rng.randrange(10**5):05d}"
-            t += rng.randint(20, 110) * MINUTE_MS
-            dispatch = {
-                "order_id": order_id,
-                "warehouse_id": f"WH-{city}-{rng.randint(1, 6):02d}",
-                "carrier": "MoreExpress",
-                "tracking_id": f"TRK{rng.randrange(10**9):09d}",
-                "item_count": count,
-            }
-            steps.append(("Order Dispatched", t, dispatch))
-            t += rng.randint(5, 30) * MINUTE_MS
-            eta = rng.randint(10, 40)
-            steps.append(
-                (
-                    "Out for Delivery",
-                    t,
-                    {"order_id": order_id, "rider_id": rider, "eta_minutes": eta},
-                )
-            )
-            t += (eta + rng.randint(-8, 15)) * MINUTE_MS
-            minutes = (t - placed) // MINUTE_MS
-            delivered = {
-                "order_id": order_id,
-                "rider_id": rider,
-                "delivery_time_minutes": minutes,
-                "on_time": t <= promised,
-            }
-            steps.append(("Order Delivered", t, delivered))
-        for name, when, props in steps:
-            if when > self.end_ms:
-                break
-            record = {
-                "event_name": name,
-                "event_category": CATEGORIES[name],
-                "time": when,
-                "distinct_user_id": user,
-                "insert_id": new_uuid(rng),
-                "source_id": ORDER_SERVICE,
-                "custom_properties": props,
-            }
-            self.records.append(record)
-            self.arrivals.append(when + rng.randint(50, 1500))
-            self.devices.append(None)
-            self.times.append(when)
-            self.counts[name] = self.counts.get(name, 0) + 1
-
-
-def _iso(ms: int) -> str:
-    return (
-        datetime.fromtimestamp(ms / 1000, tz=UTC)
-        .isoformat(timespec="seconds")
-        .replace("+00:00", "Z")
-    )

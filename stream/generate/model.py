@@ -94,8 +94,11 @@ class Stats:
 class Dataset:
     """A generated stream: ``events`` in arrival (send) order, ``profiles`` for identify.
 
-    ``invalid_indexes`` are positions in ``events`` of the records made invalid on
-    purpose (``invalid_rate``); a conforming gateway rejects exactly those.
+    ``devices`` describes every device that appears in ``events`` (its owner, type, OS,
+    model, app version, user agent, home IP and city): the truth that enrichment from
+    user agent and IP should recover. ``invalid_indexes`` are positions in ``events`` of
+    the records made invalid on purpose (``invalid_rate``); a conforming gateway rejects
+    exactly those.
     """
 
     seed: int
@@ -103,6 +106,7 @@ class Dataset:
     end_ms: int
     events: list[dict[str, Any]]
     profiles: list[dict[str, Any]]
+    devices: list[dict[str, Any]]
     sessions: list[SessionTruth]
     invalid_indexes: list[int]
     stats: Stats

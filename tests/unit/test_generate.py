@@ -361,6 +361,23 @@ def test_user_agents_are_current(dataset: Dataset) -> None:
             assert int(major) >= 130, agent
 
 
+def test_devices_describe_what_the_events_show(dataset: Dataset) -> None:
+    assert len(dataset.devices) == dataset.stats.devices
+    truth = {device["device_id"]: device for device in dataset.devices}
+    assert {d["device_type"] for d in dataset.devices} == {"mobile", "tablet", "desktop"}
+    for event in unique(dataset.events):
+        if "device_id" not in event:
+            continue
+        device = truth[event["device_id"]]
+        assert event["user_agent"] == device["user_agent"]
+        assert event["source_id"] == device["source_id"]
+        if "distinct_user_id" in event:
+            assert event["distinct_user_id"] == device["distinct_user_id"]
+        if event["event_name"] == "App Launch":
+            assert event["custom_properties"]["app_version"] == device["app_version"]
+            assert event["custom_properties"]["os"] == device["os"]
+
+
 def test_dst_moves_the_offset() -> None:
     new_york = next(c for c in geo.CITIES if c.name == "New York")
     london = next(c for c in geo.CITIES if c.name == "London")
@@ -490,6 +507,31 @@ async def test_send_retries_and_reports_rejections_by_dataset_index() -> None:
     assert refused
     assert [r.index for r in result.rejected] == refused
     assert result.accepted + len(result.rejected) == len(broken.events)
+
+
+async def test_send_to_a_starlette_app_with_a_progress_bar() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    received: dict[str, list[dict[str, Any]]] = {"/v1/events": [], "/v1/identify": []}
+
+    async def ingest(request: Request) -> JSONResponse:
+        records = orjson.loads(await request.body())
+        received[request.url.path].extend(records)
+        return JSONResponse({"accepted": len(records), "rejected": []})
+
+    app = Starlette(
+        routes=[Route(path, ingest, methods=["POST"]) for path in ("/v1/events", "/v1/identify")]
+    )
+    small = generate(seed=6, users=20, days=2, end_ms=END_MS)
+    result = await send(
+        small, "http://cep.test", "wk_test", batch_size=64, concurrency=2,
+        transport=httpx.ASGITransport(app=app), progress=True,
+    )  # fmt: skip
+    assert result.accepted == len(small.events) == len(received["/v1/events"])
+    assert received["/v1/identify"] == small.profiles
 
 
 async def test_send_stops_on_a_wrong_key(dataset: Dataset) -> None:
