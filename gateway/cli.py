@@ -147,7 +147,7 @@ def generate(seed: int, users: int, days: int, end_ms: int | None, invalid_rate:
                                "profiles": len(dataset.profiles), "out": str(out)}))
         return
     totals = asyncio.run(send(dataset, url or "", write_key or "", progress=sys.stderr.isatty()))
-    click.echo(json.dumps(totals if isinstance(totals, dict) else totals.__dict__, default=str))
+    click.echo(json.dumps(totals.as_dict(), default=str))
 
 
 @main.group()

@@ -59,6 +59,8 @@ class LocalEventLog:
         self._unacked: dict[int, int] = {}
         self._pending_items = 0
         self._acked = -1
+        self._cursor: tuple[int, int, int] | None = None  # (segment, next offset, position)
+        self._wake: tuple[int, threading.Event] | None = None  # the consumer waiting
         self._writer = threading.Thread(target=self._write_loop, name="cep-log-writer",
                                         daemon=True)
         self._writer.start()
@@ -109,7 +111,8 @@ class LocalEventLog:
                         self._unacked[offset] = pending.items
                         self._pending_items += pending.items
                     self._committed = self._next
-                self._lock.notify_all()
+                    if self._wake is not None and self._committed > self._wake[0]:
+                        self._wake[1].set()
             for pending, offset in zip(batch, offsets or [None] * len(batch), strict=True):
                 if error is None:
                     pending.loop.call_soon_threadsafe(_resolve, pending.done, offset)
@@ -139,10 +142,20 @@ class LocalEventLog:
             return self._committed
 
     def wait_for(self, offset: int, timeout: float) -> bool:
-        """Block until a record at ``offset`` is committed (or timeout, or close)."""
+        """Block until a record at ``offset`` is committed (or timeout, or close).
+
+        The consumer is woken only when its offset is reached, not on every append: a
+        thread woken thousands of times a second fights the event loop for the GIL.
+        """
         with self._lock:
-            return self._lock.wait_for(lambda: self._committed > offset or self._closed,
-                                       timeout=timeout) and self._committed > offset
+            if self._committed > offset or self._closed:
+                return self._committed > offset
+            wake = threading.Event()
+            self._wake = (offset, wake)
+        wake.wait(timeout)
+        with self._lock:
+            self._wake = None
+            return self._committed > offset
 
     def read(self, start: int, max_bytes: int = 16 << 20) -> list[tuple[int, bytes]]:
         """Committed records from ``start`` on, up to about ``max_bytes`` of payload."""
@@ -161,9 +174,14 @@ class LocalEventLog:
         return out
 
     def _scan(self, start: int) -> Iterator[tuple[int, bytes]]:
+        # Sequential consumers resume where the previous read ended instead of walking every
+        # header of the segment again (small records make segments long).
+        cached = self._cursor
         first = max((s for s in self._segments if s <= start), default=self._segments[0])
         for base in [s for s in self._segments if s >= first]:
             with open(self._segment_path(base), "rb") as fh:
+                if cached is not None and cached[0] == base and cached[1] <= start:
+                    fh.seek(cached[2])
                 while header := fh.read(_HEADER.size):
                     if len(header) < _HEADER.size:
                         return
@@ -174,6 +192,7 @@ class LocalEventLog:
                     payload = fh.read(length)
                     if len(payload) < length or zlib.crc32(payload) != crc:
                         return
+                    self._cursor = (base, offset + 1, fh.tell())
                     yield offset, payload
 
     # -- consumer bookkeeping -----------------------------------------------------------------
@@ -217,6 +236,8 @@ class LocalEventLog:
         with self._lock:
             self._closed = True
             self._lock.notify_all()
+            if self._wake is not None:
+                self._wake[1].set()
         self._writer.join(timeout=30)
         self._file.close()
 

@@ -1,8 +1,8 @@
 """``cep generate``: a realistic, deterministic event stream of a grocery app.
 
->>> dataset = generate(seed=1, users=200, days=14, end_ms=now_ms)
->>> write_ndjson(dataset, "demo.ndjson")  # and demo.profiles.ndjson
->>> await send(dataset, "http://127.0.0.1:8000", write_key)
+    dataset = generate(seed=1, users=200, days=14, end_ms=now_ms)
+    write_ndjson(dataset, "demo.ndjson")  # and demo.profiles.ndjson beside it
+    result = await send(dataset, "http://127.0.0.1:8000", write_key, progress=True)
 
 Users, devices, sessions with evening and weekend peaks, search-to-purchase journeys,
 crashes, server-side delivery events, logged-out devices that sign in later, SDK

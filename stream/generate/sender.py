@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import orjson
+from rich.console import Console
 from rich.progress import Progress
 
 from stream.generate.model import Dataset
@@ -37,8 +38,10 @@ class Rejection:
     reason: str
 
 
-@dataclass(slots=True)
+@dataclass
 class SendResult:
+    """Totals of one ``send``; ``as_dict()`` is the JSON summary (rejections counted)."""
+
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     profiles_accepted: int = 0
@@ -92,7 +95,7 @@ async def send(
     client = httpx.AsyncClient(
         base_url=base_url.rstrip("/"), headers=headers, transport=transport, timeout=timeout_s
     )
-    bar = Progress(transient=True, disable=not progress)
+    bar = Progress(console=Console(stderr=True), transient=True, disable=not progress)
     poster = _Poster(client, result, max_attempts, backoff_s)
     async with client:
         with bar:
@@ -125,7 +128,16 @@ async def _post_all(
             await poster.post(target, offset, batch)
             bar.advance(task, len(batch))
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    try:
+        # A task group stops the other workers as soon as one fails for good.
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(worker())
+    except ExceptionGroup as failed:
+        first = failed.exceptions[0]
+        if isinstance(first, SendError):
+            raise first from None
+        raise
     target.rejected.sort(key=lambda rejection: rejection.index)
     return target
 

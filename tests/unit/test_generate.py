@@ -534,6 +534,17 @@ async def test_send_to_a_starlette_app_with_a_progress_bar() -> None:
     assert received["/v1/identify"] == small.profiles
 
 
+async def test_send_gives_up_after_the_last_attempt() -> None:
+    small = generate(seed=6, users=5, days=1, end_ms=END_MS)
+    gateway = Gateway(failures=10_000)
+    with pytest.raises(SendError, match="identify"):
+        await send(
+            small, "http://cep.test", "wk_test", concurrency=1,
+            transport=httpx.MockTransport(gateway), max_attempts=3, backoff_s=0,
+        )  # fmt: skip
+    assert gateway.calls == 3
+
+
 async def test_send_stops_on_a_wrong_key(dataset: Dataset) -> None:
     with pytest.raises(SendError, match="401"):
         await send(dataset, "http://cep.test", "nope", transport=httpx.MockTransport(Gateway()))
