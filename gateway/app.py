@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -17,22 +16,12 @@ from strawberry.asgi import GraphQL
 
 from gateway.auth import Authenticator, credentials
 from gateway.graphiql import graphiql_html, graphiql_routes
-from gateway.ingest import BodyTooLarge, inflate, is_gzip
+from gateway.http_ingest import IngestEndpoints, json_response
 from gateway.platform import Platform, now_ms
 from resolvers.context import Context
 from resolvers.schema import build_schema
-from stream.contract.envelope import BodyError, split_records
 
 log = logging.getLogger("cep.gateway")
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json",
-                    headers=headers)
-
-
-def _error(status: int, message: str, code: str) -> Response:
-    return _json({"error": message, "code": code}, status)
 
 
 class CEPGraphQL(GraphQL[Context, None]):
@@ -64,52 +53,10 @@ class CEPGraphQL(GraphQL[Context, None]):
 
 def create_app(platform: Platform, *, own_platform: bool = False) -> Starlette:
     auth = Authenticator(platform.control)
-    settings = platform.settings
-
-    async def read_body(request: Request) -> bytes:
-        limit = settings.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise BodyTooLarge(f"body: {declared} bytes is over the {limit}-byte limit")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"body: over the {limit}-byte limit")
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        if request.headers.get("content-encoding", "").lower() == "gzip" or is_gzip(body):
-            body = inflate(body, limit)
-        return body
-
-    async def ingest(request: Request, kind: str) -> Response:
-        key = credentials(request.headers)
-        info = auth.check(key) if key else None
-        if info is None:
-            return _error(401, "a valid write key is required: Authorization: Bearer <key>",
-                          "UNAUTHENTICATED")
-        if info.kind not in ("write", "admin"):
-            return _error(403, f"a {info.kind} key cannot ingest; use the write key",
-                          "FORBIDDEN")
-        try:
-            body = await read_body(request)
-            records = split_records(body)
-            handler = platform.ingestor.events if kind == "event" else platform.ingestor.profiles
-            result = await handler(info.project, records)
-        except BodyTooLarge as exc:
-            return _error(413, str(exc), "PAYLOAD_TOO_LARGE")
-        except (BodyError, ValueError) as exc:
-            return _error(400, str(exc), "BAD_REQUEST")
-        return _json(result.as_json())
-
-    async def events(request: Request) -> Response:
-        return await ingest(request, "event")
-
-    async def identify(request: Request) -> Response:
-        return await ingest(request, "profile")
+    ingest = IngestEndpoints(platform.ingestor, auth, platform.settings.max_body_bytes)
 
     async def healthz(_request: Request) -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def readyz(_request: Request) -> Response:
         runner_ok = platform.runner.error is None
@@ -118,7 +65,7 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> Starlette:
                                  "runner": "ok" if runner_ok else str(platform.runner.error)},
                 "pending_events": platform.log.pending_items,
                 "geo": platform.geo.source}
-        return _json(body, 200 if runner_ok else 503)
+        return json_response(body, 200 if runner_ok else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -130,8 +77,8 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> Starlette:
 
     graphql = CEPGraphQL(platform, auth)
     routes = [
-        Route("/v1/events", events, methods=["POST"]),
-        Route("/v1/identify", identify, methods=["POST"]),
+        Route("/v1/events", ingest.events, methods=["POST"]),
+        Route("/v1/identify", ingest.identify, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/graphql", graphql, methods=["GET", "POST"]),

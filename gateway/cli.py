@@ -133,7 +133,8 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, profile: st
 def generate(seed: int, users: int, days: int, end_ms: int | None, invalid_rate: float,
              out: Path | None, url: str | None, write_key: str | None) -> None:
     """Generate a realistic grocery-app event stream, deterministic for a seed."""
-    from stream.generate import generate as make, send, write_ndjson
+    from stream.generate import generate as make
+    from stream.generate import send, write_ndjson
 
     if (out is None) == (url is None):
         raise click.UsageError("give exactly one of --out FILE or --url URL")

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import msgspec
 
 from stream.contract.envelope import EnvelopeParser, Judged
+from stream.contract.event import Event, Profile
 from stream.contract.records import DeadLetter, LogRecord, encode_record
 
 
@@ -75,7 +76,10 @@ class Ingestor:
 
     async def replay(self, project: str, letters: list[tuple[int, str, bytes]]) -> IngestResult:
         """Re-judge dead letters ``(id, kind, payload)``; accepted ones are settled."""
-        events, profiles, settled, rejected = [], [], [], []
+        events: list[Event] = []
+        profiles: list[Profile] = []
+        settled: list[tuple[str, int]] = []
+        rejected: list[tuple[int, str]] = []
         for letter_id, kind, payload in letters:
             raw = [msgspec.Raw(payload)]
             judged = (self.parser.events if kind == "event" else self.parser.profiles)(

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-
 from resolvers.errors import api_error
 from storage.ports import DeadLetterStore, SessionStore
 

@@ -58,14 +58,24 @@ def _page_size(ctx: Any, first: int, name: str = "first") -> int:
     return first
 
 
-def _session_query(w: Window, segment: SegmentFilter | None = None,
-                   flt: SessionFilter | None = None) -> SessionQuery:
+def _session_query(
+    w: Window, segment: SegmentFilter | None = None, flt: SessionFilter | None = None
+) -> SessionQuery:
     fields: dict[str, Any] = {}
     for source in (segment, flt):
         if source is None:
             continue
-        for name in ("city", "state", "country", "device_type", "os", "app_version",
-                     "user_id", "device_id", "converted"):
+        for name in (
+            "city",
+            "state",
+            "country",
+            "device_type",
+            "os",
+            "app_version",
+            "user_id",
+            "device_id",
+            "converted",
+        ):
             value = getattr(source, name, None)
             if value is not None:
                 fields[name] = value
@@ -91,7 +101,8 @@ class SessionMetrics:
     average_duration_seconds: float
     average_events_per_session: float
     purchase_session_rate: float = strawberry.field(
-        description="Share of sessions containing a conversion event.")
+        description="Share of sessions containing a conversion event."
+    )
     bounce_rate: float = strawberry.field(description="Share of sessions with one event.")
     per_day: list[DayCount]
     per_week: list[WeekCount]
@@ -112,25 +123,37 @@ class SessionQueries:
         ctx = info.context
         ctx.require("read", "write")
         pending, processed, healthy = ctx.pipeline()
-        return PipelineStatus(pending_events=pending, processed_events=processed,
-                              healthy=healthy)
+        return PipelineStatus(pending_events=pending, processed_events=processed, healthy=healthy)
 
     @strawberry.field(description="Sessions starting in the window, oldest first.")
-    async def sessions(self, info: strawberry.Info, window: TimeWindow | None = None,
-                       filter: SessionFilter | None = None, first: int = 50,
-                       after: str | None = None) -> SessionConnection:
+    async def sessions(
+        self,
+        info: strawberry.Info,
+        window: TimeWindow | None = None,
+        filter: SessionFilter | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> SessionConnection:
         ctx = info.context
         project = ctx.require("read")
         first = _page_size(ctx, first)
         query = _session_query(_window(ctx, window), flt=filter)
         table = await ctx.call(ctx.sessions.scan_sessions, project, query)
         page = page_sessions(table, first, after)
-        edges = [SessionEdge(cursor=encode_cursor(r["start_time"], r["session_id"]),
-                             node=Session.from_row(r)) for r in page.rows]
+        edges = [
+            SessionEdge(
+                cursor=encode_cursor(int(str(r["start_time"])), str(r["session_id"])),
+                node=Session.from_row(r),
+            )
+            for r in page.rows
+        ]
         return SessionConnection(
-            total_count=page.total, edges=edges,
-            page_info=PageInfo(has_next_page=page.has_next,
-                               end_cursor=edges[-1].cursor if edges else None))
+            total_count=page.total,
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
 
     @strawberry.field(description="One session with its ordered events.")
     async def session(self, info: strawberry.Info, id: strawberry.ID) -> Session | None:
@@ -141,17 +164,20 @@ class SessionQueries:
         return Session.from_row(rows[0]) if rows else None
 
     @strawberry.field(description="Session metrics over sessions that start in the window.")
-    async def session_metrics(self, info: strawberry.Info, window: TimeWindow,
-                              segment: SegmentFilter | None = None) -> SessionMetrics:
+    async def session_metrics(
+        self, info: strawberry.Info, window: TimeWindow, segment: SegmentFilter | None = None
+    ) -> SessionMetrics:
         ctx = info.context
         project = ctx.require("read")
         query = _session_query(_window(ctx, window), segment=segment)
         table = await ctx.call(ctx.sessions.scan_sessions, project, query)
         m = compute_session_metrics(table, top_pages=table.num_rows)
         return SessionMetrics(
-            count=m.count, average_duration_seconds=m.average_duration_seconds,
+            count=m.count,
+            average_duration_seconds=m.average_duration_seconds,
             average_events_per_session=m.average_events_per_session,
-            purchase_session_rate=m.purchase_session_rate, bounce_rate=m.bounce_rate,
+            purchase_session_rate=m.purchase_session_rate,
+            bounce_rate=m.bounce_rate,
             per_day=[DayCount(day=p.day, sessions=p.sessions) for p in m.per_day],
             per_week=[WeekCount(week=p.day, sessions=p.sessions) for p in m.per_week],
             per_month=[MonthCount(month=p.day, sessions=p.sessions) for p in m.per_month],
@@ -162,9 +188,13 @@ class SessionQueries:
 @strawberry.type
 class ContractQueries:
     @strawberry.field(description="Rejected records with their reasons, oldest first.")
-    async def dead_letters(self, info: strawberry.Info, first: int = 50,
-                           after: str | None = None, status: str | None = "open"
-                           ) -> DeadLetterConnection:
+    async def dead_letters(
+        self,
+        info: strawberry.Info,
+        first: int = 50,
+        after: str | None = None,
+        status: str | None = "open",
+    ) -> DeadLetterConnection:
         ctx = info.context
         project = ctx.require("read")
         first = _page_size(ctx, first)
@@ -173,15 +203,27 @@ class ContractQueries:
             if not after.isdigit():
                 raise bad_input("after", "not a cursor returned by this API")
             after_id = int(after)
-        table = await ctx.call(ctx.dead_letters.dead_letters, project, status, first + 1,
-                               after_id)
+        table = await ctx.call(ctx.dead_letters.dead_letters, project, status, first + 1, after_id)
         rows = table.to_pylist()
-        edges = [DeadLetter(id=strawberry.ID(str(r["id"])), kind=r["kind"], index=r["idx"],
-                            reason=r["reason"], payload=r["payload"],
-                            received_at=iso(r["received_at"]) or "", source=r["source"],
-                            status=r["status"]) for r in rows[:first]]
-        return DeadLetterConnection(edges=edges, page_info=PageInfo(
-            has_next_page=len(rows) > first, end_cursor=edges[-1].id if edges else None))
+        edges = [
+            DeadLetter(
+                id=strawberry.ID(str(r["id"])),
+                kind=r["kind"],
+                index=r["idx"],
+                reason=r["reason"],
+                payload=r["payload"],
+                received_at=iso(r["received_at"]) or "",
+                source=r["source"],
+                status=r["status"],
+            )
+            for r in rows[:first]
+        ]
+        return DeadLetterConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > first, end_cursor=edges[-1].id if edges else None
+            ),
+        )
 
     @strawberry.field(description="Every event schema in force for this project.")
     def event_schemas(self, info: strawberry.Info) -> list[EventSchema]:
@@ -191,8 +233,13 @@ class ContractQueries:
 
 
 def _schema_type(v: Any) -> EventSchema:
-    return EventSchema(event_name=v.event_name, version=v.version, category=v.category,
-                       schema=v.schema, predefined=getattr(v, "predefined", False))
+    return EventSchema(
+        event_name=v.event_name,
+        version=v.version,
+        category=v.category,
+        schema=v.schema,
+        predefined=getattr(v, "predefined", False),
+    )
 
 
 def _raw(obj: dict[str, Any]) -> msgspec.Raw:
@@ -200,8 +247,9 @@ def _raw(obj: dict[str, Any]) -> msgspec.Raw:
 
 
 def _result(res: Any) -> TrackResult:
-    return TrackResult(accepted=res.accepted,
-                       rejected=[Rejection(index=i, reason=r) for i, r in res.rejected])
+    return TrackResult(
+        accepted=res.accepted, rejected=[Rejection(index=i, reason=r) for i, r in res.rejected]
+    )
 
 
 @strawberry.type
@@ -210,53 +258,82 @@ class IngestMutations:
     async def track(self, info: strawberry.Info, events: list[EventInput]) -> TrackResult:
         ctx = info.context
         project = ctx.require("write")
-        records = [_raw({
-            "event_name": e.event_name, "event_category": e.event_category, "time": e.time,
-            "insert_id": e.insert_id, "distinct_user_id": e.distinct_user_id,
-            "device_id": e.device_id, "session_id": e.session_id, "source_id": e.source_id,
-            "url": e.url, "ip": e.ip, "user_agent": e.user_agent,
-            "custom_properties": e.custom_properties,
-        }) for e in events]
+        records = [
+            _raw(
+                {
+                    "event_name": e.event_name,
+                    "event_category": e.event_category,
+                    "time": e.time,
+                    "insert_id": e.insert_id,
+                    "distinct_user_id": e.distinct_user_id,
+                    "device_id": e.device_id,
+                    "session_id": e.session_id,
+                    "source_id": e.source_id,
+                    "url": e.url,
+                    "ip": e.ip,
+                    "user_agent": e.user_agent,
+                    "custom_properties": e.custom_properties,
+                }
+            )
+            for e in events
+        ]
         return _result(await ctx.ingest.events(project, records, "graphql"))
 
     @strawberry.mutation(description="Set profile traits; same as POST /v1/identify.")
-    async def identify(self, info: strawberry.Info, profiles: list[ProfileInput]
-                       ) -> TrackResult:
+    async def identify(self, info: strawberry.Info, profiles: list[ProfileInput]) -> TrackResult:
         ctx = info.context
         project = ctx.require("write")
-        records = [_raw({"distinct_user_id": p.distinct_user_id, "traits": p.traits,
-                         "device_id": p.device_id}) for p in profiles]
+        records = [
+            _raw(
+                {
+                    "distinct_user_id": p.distinct_user_id,
+                    "traits": p.traits,
+                    "device_id": p.device_id,
+                }
+            )
+            for p in profiles
+        ]
         return _result(await ctx.ingest.profiles(project, records, "graphql"))
 
-    @strawberry.mutation(description="Re-judge open dead letters against the current schemas; "
-                                     "those now valid are ingested (admin key).")
-    async def replay_dead_letters(self, info: strawberry.Info,
-                                  ids: list[strawberry.ID] | None = None) -> TrackResult:
+    @strawberry.mutation(
+        description="Re-judge open dead letters against the current schemas; "
+        "those now valid are ingested (admin key)."
+    )
+    async def replay_dead_letters(
+        self, info: strawberry.Info, ids: list[strawberry.ID] | None = None
+    ) -> TrackResult:
         ctx = info.context
         project = ctx.require("admin")
         table = await ctx.call(ctx.dead_letters.dead_letters, project, "open", 100_000, 0)
         wanted = {int(i) for i in ids} if ids is not None else None
-        letters = [(r["id"], r["kind"], r["payload"].encode()) for r in table.to_pylist()
-                   if wanted is None or r["id"] in wanted]
+        letters = [
+            (r["id"], r["kind"], r["payload"].encode())
+            for r in table.to_pylist()
+            if wanted is None or r["id"] in wanted
+        ]
         return _result(await ctx.ingest.replay(project, letters))
 
-    @strawberry.mutation(description="Register a new version of an event's schema (admin key). "
-                                     "It must be backward compatible unless forced.")
-    def register_event_schema(self, info: strawberry.Info, input: EventSchemaInput
-                              ) -> EventSchema:
+    @strawberry.mutation(
+        description="Register a new version of an event's schema (admin key). "
+        "It must be backward compatible unless forced."
+    )
+    def register_event_schema(self, info: strawberry.Info, input: EventSchemaInput) -> EventSchema:
         ctx = info.context
         project = ctx.require("admin")
         try:
-            version = ctx.registry.register(project, input.event_name, input.schema,
-                                            category=input.category, force=input.force)
+            version = ctx.registry.register(
+                project, input.event_name, input.schema, category=input.category, force=input.force
+            )
         except ValueError as exc:
             field = getattr(exc, "field", "input")
-            raise bad_input(f"input.{field}" if field else "input",
-                            getattr(exc, "reason", str(exc))) from None
+            raise bad_input(
+                f"input.{field}" if field else "input", getattr(exc, "reason", str(exc))
+            ) from None
         return _schema_type(version)
 
-    @strawberry.mutation(description="Strict mode rejects events whose name is not "
-                                     "registered (admin key).")
+    @strawberry.mutation(
+        description="Strict mode rejects events whose name is not registered (admin key)."
+    )
     def set_strict_mode(self, info: strawberry.Info, strict: bool) -> bool:
         ctx = info.context
         project = ctx.require("admin")
@@ -278,8 +355,9 @@ def _mask(error: GraphQLError) -> bool:
     return not is_public(error)
 
 
-def build_schema(max_depth: int = 12, max_tokens: int = 5_000, max_aliases: int = 30
-                 ) -> strawberry.Schema:
+def build_schema(
+    max_depth: int = 12, max_tokens: int = 5_000, max_aliases: int = 30
+) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,

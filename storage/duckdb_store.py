@@ -78,34 +78,111 @@ SELECT project, user_id,
 FROM profile_traits GROUP BY project, user_id;
 """
 
-_EVENT_COLUMNS = (
-    "project insert_id dedupe_key event_name category time ingest_time distinct_user_id "
-    "device_id session_key session_id producer_session_id source_id url ip user_agent city "
-    "state country postal_code lat long device_type os os_version browser app_version "
-    "properties"
-).split()
+_EVENT_COLUMNS = [
+    "project",
+    "insert_id",
+    "dedupe_key",
+    "event_name",
+    "category",
+    "time",
+    "ingest_time",
+    "distinct_user_id",
+    "device_id",
+    "session_key",
+    "session_id",
+    "producer_session_id",
+    "source_id",
+    "url",
+    "ip",
+    "user_agent",
+    "city",
+    "state",
+    "country",
+    "postal_code",
+    "lat",
+    "long",
+    "device_type",
+    "os",
+    "os_version",
+    "browser",
+    "app_version",
+    "properties",
+]
 
-_SESSION_COLUMNS = (
-    "project session_id session_key producer device_id user_id start_time end_time events "
-    "landing_url exit_url first_event last_event converted closed crashed last_insert_id "
-    "source_id app_version ip user_agent city state country postal_code lat long "
-    "device_type os browser"
-).split()
+_SESSION_COLUMNS = [
+    "project",
+    "session_id",
+    "session_key",
+    "producer",
+    "device_id",
+    "user_id",
+    "start_time",
+    "end_time",
+    "events",
+    "landing_url",
+    "exit_url",
+    "first_event",
+    "last_event",
+    "converted",
+    "closed",
+    "crashed",
+    "last_insert_id",
+    "source_id",
+    "app_version",
+    "ip",
+    "user_agent",
+    "city",
+    "state",
+    "country",
+    "postal_code",
+    "lat",
+    "long",
+    "device_type",
+    "os",
+    "browser",
+]
 
-_ROW_FIELDS = (
-    "session_id project session_key producer start_time end_time last_insert_id events "
-    "device_id user_id landing_url exit_url first_event last_event converted closed crashed "
-    "ip user_agent source_id app_version"
-).split()
+_ROW_FIELDS = [
+    "session_id",
+    "project",
+    "session_key",
+    "producer",
+    "start_time",
+    "end_time",
+    "last_insert_id",
+    "events",
+    "device_id",
+    "user_id",
+    "landing_url",
+    "exit_url",
+    "first_event",
+    "last_event",
+    "converted",
+    "closed",
+    "crashed",
+    "ip",
+    "user_agent",
+    "source_id",
+    "app_version",
+]
 
 _EVENT_TYPES = {
-    "dedupe_key": pa.uint64(), "time": pa.int64(), "ingest_time": pa.int64(),
-    "lat": pa.float64(), "long": pa.float64(),
+    "dedupe_key": pa.uint64(),
+    "time": pa.int64(),
+    "ingest_time": pa.int64(),
+    "lat": pa.float64(),
+    "long": pa.float64(),
 }
 _SESSION_TYPES = {
-    "producer": pa.bool_(), "start_time": pa.int64(), "end_time": pa.int64(),
-    "events": pa.int32(), "converted": pa.bool_(), "closed": pa.bool_(),
-    "crashed": pa.bool_(), "lat": pa.float64(), "long": pa.float64(),
+    "producer": pa.bool_(),
+    "start_time": pa.int64(),
+    "end_time": pa.int64(),
+    "events": pa.int32(),
+    "converted": pa.bool_(),
+    "closed": pa.bool_(),
+    "crashed": pa.bool_(),
+    "lat": pa.float64(),
+    "long": pa.float64(),
 }
 
 # Resolved identity: the event's own user, else the device's latest tie, else the device.
@@ -123,11 +200,12 @@ LEFT JOIN profiles p ON p.project = s.project
 """
 
 
-def _table(rows: Sequence[Sequence[Any]], columns: list[str], types: dict[str, Any]
-           ) -> pa.Table:
-    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
-    arrays = [pa.array(list(c), type=types.get(name, pa.string()))
-              for name, c in zip(columns, cols, strict=True)]
+def _table(rows: Sequence[Sequence[Any]], columns: list[str], types: dict[str, Any]) -> pa.Table:
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
+    arrays = [
+        pa.array(list(c), type=types.get(name, pa.string()))
+        for name, c in zip(columns, cols, strict=True)
+    ]
     return pa.Table.from_arrays(arrays, names=columns)
 
 
@@ -169,8 +247,13 @@ class DuckDBStore:
     def existing_insert_ids(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
         if not pairs:
             return set()
-        probe = pa.table({"project": [p for p, _ in pairs], "insert_id": [i for _, i in pairs],
-                          "k": pa.array([dedupe_key(p, i) for p, i in pairs], pa.uint64())})
+        probe = pa.table(
+            {
+                "project": [p for p, _ in pairs],
+                "insert_id": [i for _, i in pairs],
+                "k": pa.array([dedupe_key(p, i) for p, i in pairs], pa.uint64()),
+            }
+        )
         cur = self.cursor()
         cur.register("probe", probe)
         try:
@@ -199,27 +282,46 @@ class DuckDBStore:
             cur.unregister("probe")
         return [_row(r) for r in rows]
 
-    def sessions_overlapping(self, project: str, key: str, lo: int, hi: int
-                             ) -> list[SessionRow]:
-        rows = self.cursor().execute(
-            f"SELECT {', '.join(_ROW_FIELDS)} FROM sessions WHERE project = ? "
-            "AND session_key = ? AND end_time >= ? AND start_time <= ?",
-            [project, key, lo, hi],
-        ).fetchall()
+    def sessions_overlapping(self, project: str, key: str, lo: int, hi: int) -> list[SessionRow]:
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT {', '.join(_ROW_FIELDS)} FROM sessions WHERE project = ? "
+                "AND session_key = ? AND end_time >= ? AND start_time <= ?",
+                [project, key, lo, hi],
+            )
+            .fetchall()
+        )
         return [_row(r) for r in rows]
 
     def events_in_range(self, project: str, key: str, lo: int, hi: int) -> list[Event]:
-        rows = self.cursor().execute(
-            "SELECT insert_id, event_name, category, time, ingest_time, distinct_user_id, "
-            "device_id, producer_session_id, source_id, url, ip, user_agent, app_version "
-            "FROM events WHERE project = ? AND session_key = ? AND time BETWEEN ? AND ?",
-            [project, key, lo, hi],
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT insert_id, event_name, category, time, ingest_time, distinct_user_id, "
+                "device_id, producer_session_id, source_id, url, ip, user_agent, app_version "
+                "FROM events WHERE project = ? AND session_key = ? AND time BETWEEN ? AND ?",
+                [project, key, lo, hi],
+            )
+            .fetchall()
+        )
         return [
-            Event(project=project, insert_id=r[0], event_name=r[1], category=r[2], time=r[3],
-                  ingest_time=r[4], distinct_user_id=r[5], device_id=r[6], session_id=r[7],
-                  source_id=r[8], url=r[9], ip=r[10], user_agent=r[11],
-                  app_version=r[12])
+            Event(
+                project=project,
+                insert_id=r[0],
+                event_name=r[1],
+                category=r[2],
+                time=r[3],
+                ingest_time=r[4],
+                distinct_user_id=r[5],
+                device_id=r[6],
+                session_id=r[7],
+                source_id=r[8],
+                url=r[9],
+                ip=r[10],
+                user_agent=r[11],
+                app_version=r[12],
+            )
             for r in rows
         ]
 
@@ -231,15 +333,21 @@ class DuckDBStore:
                 cur.register(name, table)
             try:
                 if batch.events:
-                    cur.execute("INSERT INTO events SELECT * FROM b_events "
-                                "ORDER BY project, session_key, time")
+                    cur.execute(
+                        "INSERT INTO events SELECT * FROM b_events "
+                        "ORDER BY project, session_key, time"
+                    )
                 if batch.moved_events:
-                    cur.execute("UPDATE events SET session_id = m.session_id FROM b_moves m "
-                                "WHERE events.project = m.project "
-                                "AND events.insert_id = m.insert_id")
+                    cur.execute(
+                        "UPDATE events SET session_id = m.session_id FROM b_moves m "
+                        "WHERE events.project = m.project "
+                        "AND events.insert_id = m.insert_id"
+                    )
                 if batch.deleted_sessions:
-                    cur.execute("DELETE FROM sessions WHERE (project, session_id) IN "
-                                "(SELECT project, session_id FROM b_deleted)")
+                    cur.execute(
+                        "DELETE FROM sessions WHERE (project, session_id) IN "
+                        "(SELECT project, session_id FROM b_deleted)"
+                    )
                 if batch.sessions:
                     cur.execute("INSERT OR REPLACE INTO sessions SELECT * FROM b_sessions")
                 if batch.ties:
@@ -247,22 +355,26 @@ class DuckDBStore:
                         "INSERT INTO identities SELECT * FROM b_ties "
                         "ON CONFLICT (project, device_id) DO UPDATE SET "
                         "user_id = excluded.user_id, tie_time = excluded.tie_time "
-                        "WHERE excluded.tie_time >= identities.tie_time")
+                        "WHERE excluded.tie_time >= identities.tie_time"
+                    )
                 if batch.traits:
                     cur.execute("INSERT OR REPLACE INTO profile_traits SELECT * FROM b_traits")
                 if batch.dead:
                     cur.execute(
                         "INSERT INTO dead_letters (project, kind, idx, reason, payload, "
                         "received_at, source, status) SELECT project, kind, idx, reason, "
-                        "payload, received_at, source, 'open' FROM b_dead")
+                        "payload, received_at, source, 'open' FROM b_dead"
+                    )
                 if batch.settled_dead:
                     cur.execute(
                         "UPDATE dead_letters SET status = 'replayed', "
                         "settled_at = epoch_ms(current_timestamp::TIMESTAMP) "
                         "FROM b_settled s WHERE dead_letters.project = s.project "
-                        "AND dead_letters.id = s.id")
-                cur.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)",
-                            [batch.next_offset])
+                        "AND dead_letters.id = s.id"
+                    )
+                cur.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)", [batch.next_offset]
+                )
             finally:
                 for name in tables:
                     cur.unregister(name)
@@ -284,34 +396,53 @@ class DuckDBStore:
         where = ["project = ?", "start_time >= ?", "start_time < ?"]
         params: list[Any] = [project, query.start, query.end]
         for column, value in (
-            ("r_city", query.city), ("r_state", query.state), ("r_country", query.country),
-            ("r_device_type", query.device_type), ("r_os", query.os),
-            ("app_version", query.app_version), ("resolved_user", query.user_id),
-            ("device_id", query.device_id), ("converted", query.converted),
+            ("r_city", query.city),
+            ("r_state", query.state),
+            ("r_country", query.country),
+            ("r_device_type", query.device_type),
+            ("r_os", query.os),
+            ("app_version", query.app_version),
+            ("resolved_user", query.user_id),
+            ("device_id", query.device_id),
+            ("converted", query.converted),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        sql = (f"SELECT * FROM ({SESSIONS_RESOLVED}) WHERE {' AND '.join(where)} "
-               "ORDER BY start_time, session_id")
+        sql = (
+            f"SELECT * FROM ({SESSIONS_RESOLVED}) WHERE {' AND '.join(where)} "
+            "ORDER BY start_time, session_id"
+        )
         return self.cursor().sql(sql, params=params).to_arrow_table()
 
     def session(self, project: str, session_id: str) -> pa.Table:
-        return self.cursor().sql(
-            f"SELECT * FROM ({SESSIONS_RESOLVED}) WHERE project = ? AND session_id = ?",
-            params=[project, session_id]).to_arrow_table()
+        return (
+            self.cursor()
+            .sql(
+                f"SELECT * FROM ({SESSIONS_RESOLVED}) WHERE project = ? AND session_id = ?",
+                params=[project, session_id],
+            )
+            .to_arrow_table()
+        )
 
     def session_events(self, project: str, session_id: str) -> pa.Table:
-        return self.cursor().sql(
-            "SELECT e.*, COALESCE(e.distinct_user_id, i.user_id, e.device_id) AS resolved_user "
-            "FROM events e LEFT JOIN identities i ON i.project = e.project "
-            "AND i.device_id = e.device_id WHERE e.project = ? AND e.session_id = ? "
-            "ORDER BY e.time, e.insert_id", params=[project, session_id]).to_arrow_table()
+        return (
+            self.cursor()
+            .sql(
+                "SELECT e.*, COALESCE(e.distinct_user_id, i.user_id, e.device_id) AS resolved_user "
+                "FROM events e LEFT JOIN identities i ON i.project = e.project "
+                "AND i.device_id = e.device_id WHERE e.project = ? AND e.session_id = ? "
+                "ORDER BY e.time, e.insert_id",
+                params=[project, session_id],
+            )
+            .to_arrow_table()
+        )
 
-    def dead_letters(self, project: str, status: str | None, limit: int, after_id: int
-                     ) -> pa.Table:
-        sql = ("SELECT id, kind, idx, reason, payload, received_at, source, status "
-               "FROM dead_letters WHERE project = ? AND id > ?")
+    def dead_letters(self, project: str, status: str | None, limit: int, after_id: int) -> pa.Table:
+        sql = (
+            "SELECT id, kind, idx, reason, payload, received_at, source, status "
+            "FROM dead_letters WHERE project = ? AND id > ?"
+        )
         params: list[Any] = [project, after_id]
         if status:
             sql += " AND status = ?"
@@ -323,8 +454,11 @@ class DuckDBStore:
     def count(self, table: str, project: str) -> int:
         if table not in {"events", "sessions", "dead_letters", "identities", "profile_traits"}:
             raise ValueError(f"table: unknown table {table!r}")
-        rows = self.cursor().execute(f"SELECT count(*) FROM {table} WHERE project = ?",
-                                     [project]).fetchall()
+        rows = (
+            self.cursor()
+            .execute(f"SELECT count(*) FROM {table} WHERE project = ?", [project])
+            .fetchall()
+        )
         return int(rows[0][0])
 
 
@@ -337,32 +471,49 @@ def _batch_tables(batch: WriteBatch) -> dict[str, pa.Table]:
     if batch.events:
         tables["b_events"] = _events_table(batch.events)
     if batch.moved_events:
-        tables["b_moves"] = _table(batch.moved_events, ["project", "insert_id", "session_id"],
-                                   {})
+        tables["b_moves"] = _table(batch.moved_events, ["project", "insert_id", "session_id"], {})
     if batch.deleted_sessions:
         tables["b_deleted"] = _table(batch.deleted_sessions, ["project", "session_id"], {})
     if batch.sessions:
-        tables["b_sessions"] = _table([_session_tuple(r, x) for r, x in batch.sessions],
-                                      _SESSION_COLUMNS, _SESSION_TYPES)
+        tables["b_sessions"] = _table(
+            [_session_tuple(r, x) for r, x in batch.sessions], _SESSION_COLUMNS, _SESSION_TYPES
+        )
     if batch.ties:
-        tables["b_ties"] = _table(batch.ties, ["project", "device_id", "user_id", "tie_time"],
-                                  {"tie_time": pa.int64()})
+        tables["b_ties"] = _table(
+            batch.ties, ["project", "device_id", "user_id", "tie_time"], {"tie_time": pa.int64()}
+        )
     if batch.traits:
         trait_rows = []
         for project, user, key, value, at in batch.traits:
-            num = float(value) if isinstance(value, int | float) and not isinstance(
-                value, bool) else None
+            num = (
+                float(value)
+                if isinstance(value, int | float) and not isinstance(value, bool)
+                else None
+            )
             text = value if isinstance(value, str) else orjson.dumps(value).decode()
             trait_rows.append((project, user, key, text, num, at))
         tables["b_traits"] = _table(
-            trait_rows, ["project", "user_id", "key", "value_text", "value_num", "set_at"],
-            {"value_num": pa.float64(), "set_at": pa.int64()})
+            trait_rows,
+            ["project", "user_id", "key", "value_text", "value_num", "set_at"],
+            {"value_num": pa.float64(), "set_at": pa.int64()},
+        )
     if batch.dead:
         tables["b_dead"] = _table(
-            [(d.project, d.kind, d.index, d.reason, d.payload.decode("utf-8", "replace"),
-              d.received_at, d.source) for d in batch.dead],
+            [
+                (
+                    d.project,
+                    d.kind,
+                    d.index,
+                    d.reason,
+                    d.payload.decode("utf-8", "replace"),
+                    d.received_at,
+                    d.source,
+                )
+                for d in batch.dead
+            ],
             ["project", "kind", "idx", "reason", "payload", "received_at", "source"],
-            {"idx": pa.int32(), "received_at": pa.int64()})
+            {"idx": pa.int32(), "received_at": pa.int64()},
+        )
     if batch.settled_dead:
         tables["b_settled"] = _table(batch.settled_dead, ["project", "id"], {"id": pa.int64()})
     return tables
@@ -403,13 +554,44 @@ def _events_table(stored: StoredEvents) -> pa.Table:
         "properties": [e.properties for e in evs],
     }
     return pa.Table.from_arrays(
-        [pa.array(columns[name], type=_EVENT_TYPES.get(name, pa.string()))
-         for name in _EVENT_COLUMNS], names=_EVENT_COLUMNS)
+        [
+            pa.array(columns[name], type=_EVENT_TYPES.get(name, pa.string()))
+            for name in _EVENT_COLUMNS
+        ],
+        names=_EVENT_COLUMNS,
+    )
 
 
 def _session_tuple(r: SessionRow, x: Enrichment) -> tuple[Any, ...]:
-    return (r.project, r.session_id, r.session_key, r.producer, r.device_id, r.user_id,
-            r.start_time, r.end_time, r.events, r.landing_url, r.exit_url, r.first_event,
-            r.last_event, r.converted, r.closed, r.crashed, r.last_insert_id, r.source_id,
-            r.app_version, r.ip, r.user_agent, x.city, x.state, x.country, x.postal_code,
-            x.lat, x.long, x.device_type, x.os, x.browser)
+    return (
+        r.project,
+        r.session_id,
+        r.session_key,
+        r.producer,
+        r.device_id,
+        r.user_id,
+        r.start_time,
+        r.end_time,
+        r.events,
+        r.landing_url,
+        r.exit_url,
+        r.first_event,
+        r.last_event,
+        r.converted,
+        r.closed,
+        r.crashed,
+        r.last_insert_id,
+        r.source_id,
+        r.app_version,
+        r.ip,
+        r.user_agent,
+        x.city,
+        x.state,
+        x.country,
+        x.postal_code,
+        x.lat,
+        x.long,
+        x.device_type,
+        x.os,
+        x.browser,
+    )

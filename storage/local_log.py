@@ -113,10 +113,11 @@ class LocalEventLog:
                     self._committed = self._next
                     if self._wake is not None and self._committed > self._wake[0]:
                         self._wake[1].set()
-            for pending, offset in zip(batch, offsets or [None] * len(batch), strict=True):
-                if error is None:
+            if error is None:
+                for pending, offset in zip(batch, offsets, strict=True):
                     pending.loop.call_soon_threadsafe(_resolve, pending.done, offset)
-                else:
+            else:
+                for pending in batch:
                     pending.loop.call_soon_threadsafe(_fail, pending.done, error)
 
     def _write(self, payload: bytes) -> int:
@@ -277,9 +278,9 @@ class LocalEventLog:
         return nxt
 
 
-def _resolve(fut: asyncio.Future[int], offset: int | None) -> None:
+def _resolve(fut: asyncio.Future[int], offset: int) -> None:
     if not fut.done():
-        fut.set_result(offset if offset is not None else -1)
+        fut.set_result(offset)
 
 
 def _fail(fut: asyncio.Future[int], error: BaseException) -> None:

@@ -201,10 +201,10 @@ class EmbeddedRunner:
         first = self._dedupe.first_occurrences(items)
         fresh: list[Event] = []
         keys: list[int] = []
-        for e, (key, _, _), keep in zip(events, items, first, strict=True):
+        for e, item, keep in zip(events, items, first, strict=True):
             if keep:
                 fresh.append(e)
-                keys.append(key)
+                keys.append(item[0])
         self._seen.in_flight(fresh, keys)
         self._identities(fresh, batch)
         self._sessionize(fresh, keys, batch)
@@ -279,12 +279,14 @@ class EmbeddedRunner:
                 if state is not None and sessionizer.continues(state, evs[0]):
                     touched[(project, state.session_id)] = state
                 step = sessionizer.step
+                current = state
                 for i, e in zip(idx, evs, strict=True):
-                    state, new = step(state, key, e)
+                    current, new = step(current, key, e)
                     if new:
-                        touched[(project, state.session_id)] = state
-                    sids[i] = state.session_id
-                self._state[gk] = state
+                        touched[(project, current.session_id)] = current
+                    sids[i] = current.session_id
+                assert current is not None  # every group has at least one event
+                self._state[gk] = current
                 self._state.move_to_end(gk)
             else:
                 self._settle()

@@ -15,8 +15,8 @@ event) is handled by re-folding the affected range: see ``affected_range``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 import copy
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import xxhash

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.contract.event import Event
-from stream.operators.sessionize import SessionRules, Sessionizer, session_id_for, session_key
+from stream.operators.sessionize import Sessionizer, SessionRules, session_id_for, session_key
 
 MIN = 60_000
 T0 = 1_760_000_000_000

@@ -1,0 +1,79 @@
+"""HTTP ingest routes: ``POST /v1/events`` and ``POST /v1/identify``.
+
+401 without a valid key, 403 for a key that may not ingest, 413 over the (uncompressed)
+size or record limit, 400 for a body that is not JSON at all; otherwise 200 with
+``{"accepted": N, "rejected": [{"index": i, "reason": "…"}]}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.auth import Authenticator, credentials
+from gateway.ingest import BodyTooLarge, Ingestor, inflate, is_gzip
+from stream.contract.envelope import BodyError, split_records
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def error_response(status: int, message: str, code: str) -> Response:
+    return json_response({"error": message, "code": code}, status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, gunzipped when it is gzip, refused past ``limit`` bytes either way."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"body: {declared} bytes is over the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body: over the {limit}-byte limit")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("content-encoding", "").lower() == "gzip" or is_gzip(body):
+        body = inflate(body, limit)
+    return body
+
+
+class IngestEndpoints:
+    def __init__(self, ingestor: Ingestor, auth: Authenticator, max_body_bytes: int) -> None:
+        self._ingestor = ingestor
+        self._auth = auth
+        self._limit = max_body_bytes
+
+    async def events(self, request: Request) -> Response:
+        return await self._ingest(request, "event")
+
+    async def identify(self, request: Request) -> Response:
+        return await self._ingest(request, "profile")
+
+    async def _ingest(self, request: Request, kind: str) -> Response:
+        key = credentials(request.headers)
+        info = self._auth.check(key) if key else None
+        if info is None:
+            return error_response(401, "a valid write key is required: "
+                                  "Authorization: Bearer <key>", "UNAUTHENTICATED")
+        if info.kind not in ("write", "admin"):
+            return error_response(403, f"a {info.kind} key cannot ingest; use the write key",
+                                  "FORBIDDEN")
+        try:
+            records = split_records(await read_body(request, self._limit))
+            if kind == "event":
+                result = await self._ingestor.events(info.project, records)
+            else:
+                result = await self._ingestor.profiles(info.project, records)
+        except BodyTooLarge as exc:
+            return error_response(413, str(exc), "PAYLOAD_TOO_LARGE")
+        except (BodyError, ValueError) as exc:
+            return error_response(400, str(exc), "BAD_REQUEST")
+        return json_response(result.as_json())
