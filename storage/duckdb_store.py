@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from storage.ports import Enrichment, SessionQuery, StoredEvents, WriteBatch
+from storage.ports import Enrichment, KeyRange, SessionQuery, StoredEvents, WriteBatch
 from stream.contract.event import Event
 from stream.operators.dedupe import dedupe_key
 from stream.operators.sessionize import SessionRow
@@ -212,11 +212,14 @@ def _table(rows: Sequence[Sequence[Any]], columns: list[str], types: dict[str, A
 class DuckDBStore:
     """All embedded tables in one DuckDB file; implements the storage ports."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, memory_limit: str = "256MB") -> None:
         self._path = str(path)
         self._con = duckdb.connect(self._path)
         self._con.execute(SCHEMA)
         self._con.execute("SET checkpoint_threshold = '256MB'")
+        # DuckDB's buffer pool defaults to 80% of RAM; the gateway shares the machine, so
+        # cap it (queries larger than this spill to disk rather than growing the process).
+        self._con.execute("SET memory_limit = ?", [memory_limit])
         self._write_lock = threading.Lock()
         self._local = threading.local()
 
@@ -282,48 +285,54 @@ class DuckDBStore:
             cur.unregister("probe")
         return [_row(r) for r in rows]
 
-    def sessions_overlapping(self, project: str, key: str, lo: int, hi: int) -> list[SessionRow]:
-        rows = (
-            self.cursor()
-            .execute(
-                f"SELECT {', '.join(_ROW_FIELDS)} FROM sessions WHERE project = ? "
-                "AND session_key = ? AND end_time >= ? AND start_time <= ?",
-                [project, key, lo, hi],
-            )
-            .fetchall()
+    def sessions_overlapping(self, ranges: list[KeyRange]) -> list[SessionRow]:
+        """Stored sessions of each (project, key) overlapping its [lo, hi], in one query."""
+        if not ranges:
+            return []
+        rows = self._probe_query(
+            ranges,
+            f"SELECT {', '.join('s.' + f for f in _ROW_FIELDS)} FROM sessions s JOIN probe p "
+            "ON s.project = p.project AND s.session_key = p.session_key "
+            "AND s.end_time >= p.lo AND s.start_time <= p.hi",
         )
         return [_row(r) for r in rows]
 
-    def events_in_range(self, project: str, key: str, lo: int, hi: int) -> list[Event]:
-        rows = (
-            self.cursor()
-            .execute(
-                "SELECT insert_id, event_name, category, time, ingest_time, distinct_user_id, "
-                "device_id, producer_session_id, source_id, url, ip, user_agent, app_version "
-                "FROM events WHERE project = ? AND session_key = ? AND time BETWEEN ? AND ?",
-                [project, key, lo, hi],
-            )
-            .fetchall()
+    def events_in_ranges(self, ranges: list[KeyRange]) -> list[tuple[Event, str]]:
+        """Stored events of each (project, key) with time in [lo, hi], with their session."""
+        if not ranges:
+            return []
+        rows = self._probe_query(
+            ranges,
+            "SELECT e.project, e.insert_id, e.event_name, e.category, e.time, e.ingest_time, "
+            "e.distinct_user_id, e.device_id, e.producer_session_id, e.source_id, e.url, e.ip, "
+            "e.user_agent, e.app_version, e.session_id FROM events e JOIN probe p "
+            "ON e.project = p.project AND e.session_key = p.session_key "
+            "AND e.time BETWEEN p.lo AND p.hi",
         )
         return [
-            Event(
-                project=project,
-                insert_id=r[0],
-                event_name=r[1],
-                category=r[2],
-                time=r[3],
-                ingest_time=r[4],
-                distinct_user_id=r[5],
-                device_id=r[6],
-                session_id=r[7],
-                source_id=r[8],
-                url=r[9],
-                ip=r[10],
-                user_agent=r[11],
-                app_version=r[12],
+            (
+                Event(
+                    project=r[0], insert_id=r[1], event_name=r[2], category=r[3], time=r[4],
+                    ingest_time=r[5], distinct_user_id=r[6], device_id=r[7], session_id=r[8],
+                    source_id=r[9], url=r[10], ip=r[11], user_agent=r[12], app_version=r[13],
+                ),
+                r[14],
             )
             for r in rows
         ]
+
+    def _probe_query(self, ranges: list[KeyRange], sql: str) -> list[tuple[Any, ...]]:
+        probe = pa.table({
+            "project": [r[0] for r in ranges], "session_key": [r[1] for r in ranges],
+            "lo": pa.array([r[2] for r in ranges], pa.int64()),
+            "hi": pa.array([r[3] for r in ranges], pa.int64()),
+        })
+        cur = self.cursor()
+        cur.register("probe", probe)
+        try:
+            return cur.execute(sql).fetchall()
+        finally:
+            cur.unregister("probe")
 
     def commit(self, batch: WriteBatch) -> None:
         """Write one processing step and its log offset in a single transaction."""

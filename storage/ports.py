@@ -17,6 +17,8 @@ from stream.contract.event import Event
 from stream.contract.records import DeadLetter
 from stream.operators.sessionize import SessionRow
 
+KeyRange = tuple[str, str, int, int]  # (project, session key, lo, hi) — times in ms
+
 
 @dataclass(frozen=True, slots=True)
 class Enrichment:
@@ -91,10 +93,9 @@ class ProcessingStore(Protocol):
 
     def last_sessions(self, keys: list[tuple[str, str]]) -> list[SessionRow]: ...
 
-    def sessions_overlapping(self, project: str, key: str, lo: int, hi: int
-                             ) -> list[SessionRow]: ...
+    def sessions_overlapping(self, ranges: list[KeyRange]) -> list[SessionRow]: ...
 
-    def events_in_range(self, project: str, key: str, lo: int, hi: int) -> list[Event]: ...
+    def events_in_ranges(self, ranges: list[KeyRange]) -> list[tuple[Event, str]]: ...
 
     def commit(self, batch: WriteBatch) -> None: ...
 

@@ -266,6 +266,7 @@ class EmbeddedRunner:
                 self._state[(row.project, row.session_key)] = row
         touched: dict[tuple[str, str], SessionRow] = {}
         sids: list[str] = [""] * len(fresh)
+        late: list[tuple[GroupKey, list[int], list[Event], SessionRow]] = []
         for gk, idx in groups.items():
             evs = [fresh[i] for i in idx]
             if len(evs) > 1:
@@ -289,39 +290,57 @@ class EmbeddedRunner:
                 self._state[gk] = current
                 self._state.move_to_end(gk)
             else:
-                self._settle()
-                assigned = self._late(gk, evs, state, sessionizer, batch, touched)
-                for i, e in zip(idx, evs, strict=True):
-                    sids[i] = assigned[e.insert_id]
+                late.append((gk, idx, evs, state))
+        if late:
+            self._settle()  # the late path reads the store: it must hold every earlier step
+            self._late(late, batch, touched, sids)
         enrich = self._enricher.enrich
         batch.events = StoredEvents(fresh, sids, skeys,
                                     [enrich(e.ip, e.user_agent) for e in fresh], keys)
         batch.sessions.extend((r.snapshot(), enrich(r.ip, r.user_agent))
                               for r in touched.values())
 
-    def _late(self, gk: GroupKey, evs: list[Event], state: SessionRow,
-              sessionizer: Sessionizer, batch: WriteBatch,
-              touched: dict[tuple[str, str], SessionRow]) -> dict[str, str]:
-        """Re-fold the range a late event can change; replace the sessions stored there."""
-        project, key = gk
-        timeout = sessionizer.rules.timeout_ms
-        stored = self._store.sessions_overlapping(project, key, evs[0].time - timeout,
-                                                  evs[-1].time + timeout)
-        lo, hi = sessionizer.affected_range(evs, [(r.start_time, r.end_time) for r in stored])
-        old_events = self._store.events_in_range(project, key, lo, hi)
-        rows, assigned = sessionizer.assign(key, old_events + evs)
-        new_ids = {r.session_id for r in rows}
-        old_ids = {r.session_id for r in stored}
-        batch.deleted_sessions.extend((project, sid) for sid in old_ids - new_ids)
-        for row in rows:
-            touched[(project, row.session_id)] = row
-        batch.moved_events.extend((project, e.insert_id, assigned[e.insert_id])
-                                  for e in old_events)
-        candidates = list(rows)
-        if state.session_id not in old_ids:
-            candidates.append(state)
-        self._state[gk] = max(candidates, key=lambda r: r.order)
-        return assigned
+    def _late(self, late: list[tuple[GroupKey, list[int], list[Event], SessionRow]],
+              batch: WriteBatch, touched: dict[tuple[str, str], SessionRow],
+              sids: list[str]) -> None:
+        """Re-fold the ranges late events can change and replace the sessions stored there.
+
+        All late keys of a step are resolved with two store queries, not two per key.
+        """
+        def timeout(gk: GroupKey) -> int:
+            return self._sessionizer(gk[0]).rules.timeout_ms
+
+        near = [(gk[0], gk[1], evs[0].time - timeout(gk), evs[-1].time + timeout(gk))
+                for gk, _idx, evs, _state in late]
+        stored: dict[GroupKey, list[SessionRow]] = {}
+        for row in self._store.sessions_overlapping(near):
+            stored.setdefault((row.project, row.session_key), []).append(row)
+        ranges = []
+        for gk, _idx, evs, _state in late:
+            lo, hi = self._sessionizer(gk[0]).affected_range(
+                evs, [(r.start_time, r.end_time) for r in stored.get(gk, [])])
+            ranges.append((gk[0], gk[1], lo, hi))
+        old: dict[GroupKey, list[tuple[Event, str]]] = {}
+        for event, sid in self._store.events_in_ranges(ranges):
+            old.setdefault((event.project, session_key(event)), []).append((event, sid))
+        for gk, idx, evs, state in late:
+            project, key = gk
+            previous = old.get(gk, [])
+            rows, assigned = self._sessionizer(project).assign(
+                key, [e for e, _ in previous] + evs)
+            old_ids = {r.session_id for r in stored.get(gk, [])}
+            batch.deleted_sessions.extend(
+                (project, sid) for sid in old_ids - {r.session_id for r in rows})
+            for row in rows:
+                touched[(project, row.session_id)] = row
+            batch.moved_events.extend((project, e.insert_id, assigned[e.insert_id])
+                                      for e, sid in previous if assigned[e.insert_id] != sid)
+            candidates = list(rows)
+            if state.session_id not in old_ids:
+                candidates.append(state)
+            self._state[gk] = max(candidates, key=lambda r: r.order)
+            for i, e in zip(idx, evs, strict=True):
+                sids[i] = assigned[e.insert_id]
 
     def _reset(self) -> None:
         """Forget cached state after a failed step; it is rebuilt from committed data."""
