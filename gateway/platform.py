@@ -13,9 +13,13 @@ from pathlib import Path
 
 from gateway.ingest import Ingestor
 from gateway.settings import Settings
+from graph.networkx_graph import NetworkxJourneyGraph
+from graph.ports import GraphChanges
 from storage.control import ControlStore
 from storage.duckdb_store import DuckDBStore
+from storage.live import InProcessLiveStore
 from storage.local_log import LocalEventLog
+from storage.ports import WriteBatch
 from stream.contract.envelope import EnvelopeParser
 from stream.contract.registry import SchemaRegistry
 from stream.embedded import EmbeddedRunner
@@ -45,6 +49,8 @@ class Platform:
     geo: GeoLocator
     ingestor: Ingestor
     runner: EmbeddedRunner
+    graph: NetworkxJourneyGraph
+    live: InProcessLiveStore
 
     @classmethod
     def open(cls, settings: Settings, *, start_runner: bool = True) -> Platform:
@@ -60,8 +66,19 @@ class Platform:
         enricher = Enricher(geo, DeviceParser())
         parser = EnvelopeParser(registry, now_ms, max_event_bytes=settings.max_event_bytes)
         ingestor = Ingestor(parser, event_log, max_batch=settings.max_batch)
-        runner = EmbeddedRunner(event_log, store, enricher)
-        platform = cls(settings, control, store, event_log, registry, geo, ingestor, runner)
+        graph = NetworkxJourneyGraph()
+        graph.rebuild(store.session_steps())
+        live = InProcessLiveStore()
+
+        def committed(batch: WriteBatch, changes: GraphChanges) -> None:
+            if changes:
+                graph.apply(changes)
+            if batch.events:
+                live.publish(batch.events)
+
+        runner = EmbeddedRunner(event_log, store, enricher, on_commit=committed)
+        platform = cls(settings, control, store, event_log, registry, geo, ingestor, runner,
+                       graph, live)
         if start_runner:
             runner.start()
         return platform

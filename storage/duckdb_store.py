@@ -460,6 +460,14 @@ class DuckDBStore:
         params.append(limit)
         return self.cursor().sql(sql, params=params).to_arrow_table()
 
+    def session_steps(self) -> Iterator[tuple[str, str, str, str | None]]:
+        """Every event as (project, session id, event name, url), in step order."""
+        reader = self.cursor().sql(
+            "SELECT project, session_id, event_name, url FROM events "
+            "ORDER BY project, session_id, time, insert_id").to_arrow_reader(100_000)
+        for chunk in reader:
+            yield from zip(*(chunk.column(i).to_pylist() for i in range(4)), strict=True)
+
     def count(self, table: str, project: str) -> int:
         if table not in {"events", "sessions", "dead_letters", "identities", "profile_traits"}:
             raise ValueError(f"table: unknown table {table!r}")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from graph.ports import GraphChanges
 from storage.hash_index import HashIndex
 from storage.local_log import LocalEventLog
 from storage.ports import ProcessingStore, StoredEvents, WriteBatch
@@ -96,7 +97,7 @@ class EmbeddedRunner:
         store: ProcessingStore,
         enricher: Enricher,
         rules_for: Callable[[str], SessionRules] = lambda _p: SessionRules(),
-        on_commit: Callable[[StoredEvents], None] | None = None,
+        on_commit: Callable[[WriteBatch, GraphChanges], None] | None = None,
         max_read_bytes: int = 8 << 20,
         state_capacity: int = 200_000,
     ) -> None:
@@ -207,17 +208,19 @@ class EmbeddedRunner:
                 keys.append(item[0])
         self._seen.in_flight(fresh, keys)
         self._identities(fresh, batch)
-        self._sessionize(fresh, keys, batch)
+        changes = GraphChanges()
+        self._sessionize(fresh, keys, batch, changes)
         self._settle()
         if len(self._state) > self._capacity:
             for _ in range(len(self._state) - self._capacity):
                 self._state.popitem(last=False)
         self._read_offset = batch.next_offset
-        self._inflight = self._committer.submit(self._commit, batch, records[-1][0],
+        self._inflight = self._committer.submit(self._commit, batch, changes, records[-1][0],
                                                 len(fresh))
         return StepResult(len(records), len(fresh), len(events) - len(fresh))
 
-    def _commit(self, batch: WriteBatch, last_offset: int, fresh: int) -> None:
+    def _commit(self, batch: WriteBatch, changes: GraphChanges, last_offset: int,
+                fresh: int) -> None:
         started, cpu = time.perf_counter(), time.thread_time()
         self._store.commit(batch)
         log.debug("committed step to offset %d: %d events, %d sessions in %.1f ms "
@@ -227,8 +230,8 @@ class EmbeddedRunner:
         self._log.ack(last_offset)
         self.offset = batch.next_offset
         self.processed_events += fresh
-        if self._on_commit is not None and batch.events:
-            self._on_commit(batch.events)
+        if self._on_commit is not None:
+            self._on_commit(batch, changes)
 
     def _settle(self) -> None:
         """Wait for the commit in flight; re-raises its error."""
@@ -252,7 +255,8 @@ class EmbeddedRunner:
             s = self._sessionizers[project] = Sessionizer(self._rules_for(project))
         return s
 
-    def _sessionize(self, fresh: list[Event], keys: list[int], batch: WriteBatch) -> None:
+    def _sessionize(self, fresh: list[Event], keys: list[int], batch: WriteBatch,
+                    changes: GraphChanges) -> None:
         groups: dict[GroupKey, list[int]] = {}
         skeys = [session_key(e) for e in fresh]
         for i, e in enumerate(fresh):
@@ -286,6 +290,7 @@ class EmbeddedRunner:
                     if new:
                         touched[(project, current.session_id)] = current
                     sids[i] = current.session_id
+                    changes.append((project, current.session_id), key, (e.event_name, e.url))
                 assert current is not None  # every group has at least one event
                 self._state[gk] = current
                 self._state.move_to_end(gk)
@@ -293,7 +298,7 @@ class EmbeddedRunner:
                 late.append((gk, idx, evs, state))
         if late:
             self._settle()  # the late path reads the store: it must hold every earlier step
-            self._late(late, batch, touched, sids)
+            self._late(late, batch, touched, sids, changes)
         enrich = self._enricher.enrich
         batch.events = StoredEvents(fresh, sids, skeys,
                                     [enrich(e.ip, e.user_agent) for e in fresh], keys)
@@ -302,7 +307,7 @@ class EmbeddedRunner:
 
     def _late(self, late: list[tuple[GroupKey, list[int], list[Event], SessionRow]],
               batch: WriteBatch, touched: dict[tuple[str, str], SessionRow],
-              sids: list[str]) -> None:
+              sids: list[str], changes: GraphChanges) -> None:
         """Re-fold the ranges late events can change and replace the sessions stored there.
 
         All late keys of a step are resolved with two store queries, not two per key.
@@ -326,11 +331,17 @@ class EmbeddedRunner:
         for gk, idx, evs, state in late:
             project, key = gk
             previous = old.get(gk, [])
-            rows, assigned = self._sessionizer(project).assign(
-                key, [e for e, _ in previous] + evs)
+            everything = [e for e, _ in previous] + evs
+            rows, assigned = self._sessionizer(project).assign(key, everything)
             old_ids = {r.session_id for r in stored.get(gk, [])}
-            batch.deleted_sessions.extend(
-                (project, sid) for sid in old_ids - {r.session_id for r in rows})
+            gone = old_ids - {r.session_id for r in rows}
+            batch.deleted_sessions.extend((project, sid) for sid in gone)
+            changes.removed.extend((project, sid) for sid in gone)
+            for row in rows:
+                changes.replaced[(project, row.session_id)] = []
+                changes.keys[(project, row.session_id)] = key
+            for e in sorted(everything, key=order_of):
+                changes.replaced[(project, assigned[e.insert_id])].append((e.event_name, e.url))
             for row in rows:
                 touched[(project, row.session_id)] = row
             batch.moved_events.extend((project, e.insert_id, assigned[e.insert_id])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from graph.networkx_graph import NetworkxJourneyGraph
 from storage.duckdb_store import DuckDBStore
 from storage.local_log import LocalEventLog
 from stream.contract.event import Event
@@ -32,7 +33,10 @@ class Pipeline:
     def open(self) -> None:
         self.log = LocalEventLog(self.root / "log", fsync=False)
         self.store = DuckDBStore(self.root / "db.duckdb")
-        self.runner = EmbeddedRunner(self.log, self.store, Enricher(None, None))
+        self.graph = NetworkxJourneyGraph()
+        self.graph.rebuild(self.store.session_steps())
+        self.runner = EmbeddedRunner(self.log, self.store, Enricher(None, None),
+                                     on_commit=lambda _b, changes: self.graph.apply(changes))
 
     def close(self) -> None:
         self.runner.stop(drain=False)
@@ -53,6 +57,18 @@ class Pipeline:
         rows = self.store.cursor().execute(
             "SELECT insert_id, session_id FROM events WHERE project = 'p'").fetchall()
         return dict(rows)
+
+
+def reference_steps(events: list[Event]) -> dict[str, list[tuple[str, str | None]]]:
+    """Each session's steps (event name, url) in event-time order."""
+    _, assigned = reference(events)
+    firsts: dict[str, Event] = {}
+    for e in events:
+        firsts.setdefault(e.insert_id, e)
+    steps: dict[str, list[tuple[str, str | None]]] = {}
+    for e in sorted(firsts.values(), key=lambda e: (e.time, e.insert_id)):
+        steps.setdefault(assigned[e.insert_id], []).append((e.event_name, e.url))
+    return steps
 
 
 def reference(events: list[Event]) -> tuple[set[tuple[str, str, int, int, int]], dict[str, str]]:
@@ -106,6 +122,11 @@ def test_late_and_duplicate_events_give_the_same_sessions_as_on_time(tmp_path: P
     want_sessions, want_assigned = reference(events)
     assert p.sessions() == want_sessions
     assert p.assignments() == want_assigned
+    assert dict(p.graph.sequences("p")) == reference_steps(events), "journey graph in step"
+    rebuilt = NetworkxJourneyGraph()
+    rebuilt.rebuild(p.store.session_steps())
+    assert dict(rebuilt.sequences("p")) == reference_steps(events)
+    assert rebuilt.transitions("p") == p.graph.transitions("p")
     p.close()
 
 
@@ -123,6 +144,7 @@ def test_restart_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
     want_sessions, want_assigned = reference(events)
     assert p.sessions() == want_sessions
     assert p.assignments() == want_assigned
+    assert dict(p.graph.sequences("p")) == reference_steps(events)
     assert p.log.pending_items == 0
     p.close()
 

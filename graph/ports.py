@@ -1,0 +1,52 @@
+"""The journey graph port: sessions as ordered steps, and transitions between event types.
+
+Adapters: ``NetworkxJourneyGraph`` (embedded) and, in the distributed profile, Neo4j. Both
+are fed by the stream runner as sessions progress, with ``GraphChanges``: steps appended to
+sessions that grew in order, whole sequences for sessions a late event rebuilt, and
+sessions that no longer exist. Steps are (event name, url) in event-time order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Step = tuple[str, str | None]  # (event name, url)
+SessionRef = tuple[str, str]  # (project, session id)
+
+
+@dataclass(slots=True)
+class GraphChanges:
+    appended: dict[SessionRef, list[Step]] = field(default_factory=dict)
+    replaced: dict[SessionRef, list[Step]] = field(default_factory=dict)
+    removed: list[SessionRef] = field(default_factory=list)
+    keys: dict[SessionRef, str] = field(default_factory=dict)  # session key of each session
+
+    def append(self, ref: SessionRef, key: str, step: Step) -> None:
+        if ref in self.replaced:
+            self.replaced[ref].append(step)
+        else:
+            self.appended.setdefault(ref, []).append(step)
+        self.keys[ref] = key
+
+    def __bool__(self) -> bool:
+        return bool(self.appended or self.replaced or self.removed)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    source: str
+    target: str
+    count: int  # times the step ``source`` was directly followed by ``target``
+    sessions: int  # sessions with at least one such step
+
+
+class JourneyGraph(Protocol):
+    def apply(self, changes: GraphChanges) -> None: ...
+
+    def session_steps(self, project: str, session_id: str) -> list[Step]: ...
+
+    def sequences(self, project: str) -> Iterator[tuple[str, list[Step]]]: ...
+
+    def transitions(self, project: str) -> list[Transition]: ...

@@ -1,0 +1,209 @@
+"""The embedded live store: open sessions, recent events per session and per user, and
+subscriptions — what Redis holds in the distributed profile (a hash per open session,
+Streams per session and per user with MAXLEN, a sorted set of last activity).
+
+Every event gets a monotonically increasing id, like a Stream entry id, so a subscriber
+that reconnects with the last id it saw resumes without a gap (within MAXLEN). Publishing
+happens on the runner's commit thread and never blocks: each subscriber has a bounded
+queue and is dropped, with a reason, when it falls behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from storage.ports import StoredEvents
+
+StreamKey = tuple[str, str, str]  # (project, "session" | "user" | "all", id)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    id: int
+    project: str
+    session_id: str
+    user_id: str
+    device_id: str | None
+    insert_id: str
+    event_name: str
+    category: str
+    time: int
+    url: str | None
+    properties: str
+    city: str
+    country: str
+    device_type: str
+    os: str
+
+
+@dataclass(slots=True)
+class OpenSession:
+    session_id: str
+    user_id: str
+    device_id: str | None
+    started: int
+    last_event_time: int
+    last_seen: int  # last id published for it: orders sessions by activity
+    events: int
+    last_event: str
+    city: str
+    country: str
+    device_type: str
+
+
+class SubscriberDropped(Exception):
+    """Raised in a subscriber that fell more than its queue bound behind."""
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    key: StreamKey
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[LiveEvent | None]
+    accept: Callable[[LiveEvent], bool]
+    dropped: str | None = None
+
+
+@dataclass(slots=True)
+class _Project:
+    sessions: OrderedDict[str, OpenSession] = field(default_factory=OrderedDict)
+    streams: dict[StreamKey, deque[LiveEvent]] = field(default_factory=dict)
+
+
+class InProcessLiveStore:
+    def __init__(self, maxlen: int = 1000, max_open_sessions: int = 100_000,
+                 session_timeout_ms: int = 30 * 60 * 1000, queue_bound: int = 1000) -> None:
+        self._maxlen = maxlen
+        self._max_open = max_open_sessions
+        self._timeout = session_timeout_ms
+        self._queue_bound = queue_bound
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._projects: dict[str, _Project] = {}
+        self._subscribers: dict[StreamKey, set[_Subscriber]] = {}
+
+    # -- writing (runner thread) -----------------------------------------------------------
+
+    def publish(self, batch: StoredEvents) -> None:
+        out: list[LiveEvent] = []
+        with self._lock:
+            for e, sid, x in zip(batch.events, batch.session_ids, batch.enrichments,
+                                 strict=True):
+                live = LiveEvent(next(self._ids), e.project, sid,
+                                 e.distinct_user_id or e.device_id or "", e.device_id,
+                                 e.insert_id, e.event_name, e.category, e.time, e.url,
+                                 e.properties, x.city, x.country, x.device_type, x.os)
+                p = self._projects.setdefault(e.project, _Project())
+                self._track(p, live)
+                for key in ((e.project, "session", sid), (e.project, "user", live.user_id),
+                            (e.project, "all", "")):
+                    stream = p.streams.get(key)
+                    if stream is None:
+                        stream = p.streams[key] = deque(maxlen=self._maxlen)
+                    stream.append(live)
+                out.append(live)
+            targets = {k: set(v) for k, v in self._subscribers.items() if v}
+        if targets:
+            self._fan_out(out, targets)
+
+    def _track(self, p: _Project, e: LiveEvent) -> None:
+        s = p.sessions.get(e.session_id)
+        if s is None:
+            s = p.sessions[e.session_id] = OpenSession(
+                e.session_id, e.user_id, e.device_id, e.time, e.time, e.id, 0, e.event_name,
+                e.city, e.country, e.device_type)
+        s.events += 1
+        s.last_seen = e.id
+        if e.time >= s.last_event_time:
+            s.last_event_time, s.last_event = e.time, e.event_name
+        s.started = min(s.started, e.time)
+        p.sessions.move_to_end(e.session_id)
+        while len(p.sessions) > self._max_open:
+            gone, _ = p.sessions.popitem(last=False)
+            p.streams.pop((e.project, "session", gone), None)
+
+    def _fan_out(self, events: list[LiveEvent],
+                 targets: dict[StreamKey, set[_Subscriber]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Subscriber, LiveEvent]]] = {}
+        for e in events:
+            for key in ((e.project, "session", e.session_id), (e.project, "user", e.user_id),
+                        (e.project, "all", "")):
+                for sub in targets.get(key, ()):
+                    if sub.accept(e):
+                        by_loop.setdefault(sub.loop, []).append((sub, e))
+        for loop, items in by_loop.items():
+            loop.call_soon_threadsafe(self._deliver, items)
+
+    def _deliver(self, items: list[tuple[_Subscriber, LiveEvent]]) -> None:
+        for sub, e in items:
+            if sub.dropped:
+                continue
+            try:
+                sub.queue.put_nowait(e)
+            except asyncio.QueueFull:
+                sub.dropped = (f"subscriber fell more than {self._queue_bound} events behind "
+                               "and was dropped; reconnect with the last id seen")
+                self._remove(sub)
+                sub.queue._queue.clear()  # type: ignore[attr-defined]  # make room for the end
+                sub.queue.put_nowait(None)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def open_sessions(self, project: str, now_ms: int) -> list[OpenSession]:
+        """Sessions with an event within the timeout of ``now_ms``, most recent first."""
+        with self._lock:
+            p = self._projects.get(project)
+            sessions = list(p.sessions.values()) if p else []
+        live = [s for s in sessions if now_ms - s.last_event_time <= self._timeout]
+        return sorted(live, key=lambda s: -s.last_seen)
+
+    def read(self, key: StreamKey, after: int = 0, limit: int = 1000) -> list[LiveEvent]:
+        with self._lock:
+            p = self._projects.get(key[0])
+            stream = list(p.streams.get(key, ())) if p else []
+        return [e for e in stream if e.id > after][:limit]
+
+    async def subscribe(self, key: StreamKey, after: int | None = None,
+                        accept: Callable[[LiveEvent], bool] = lambda _e: True
+                        ) -> AsyncIterator[LiveEvent]:
+        """Events of ``key`` as they are processed; with ``after``, first the buffered ones
+        after that id. Raises ``SubscriberDropped`` if the consumer falls behind."""
+        sub = _Subscriber(key, asyncio.get_running_loop(), asyncio.Queue(self._queue_bound),
+                          accept)
+        with self._lock:
+            self._subscribers.setdefault(key, set()).add(sub)
+        # Read the backlog after registering: an event published in between shows up in
+        # both, and the id check below yields it once.
+        backlog = [] if after is None else [e for e in self.read(key, after) if accept(e)]
+        try:
+            last = after or 0
+            for e in backlog:
+                last = e.id
+                yield e
+            while True:
+                item = await sub.queue.get()
+                if item is None:
+                    raise SubscriberDropped(sub.dropped or "dropped")
+                if item.id > last:
+                    last = item.id
+                    yield item
+        finally:
+            self._remove(sub)
+
+    def _remove(self, sub: _Subscriber) -> None:
+        with self._lock:
+            subs = self._subscribers.get(sub.key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subscribers[sub.key]
+
+    @property
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._subscribers.values())

@@ -1,0 +1,44 @@
+"""The networkx journey graph: sequences, transition counts, replacement and removal."""
+
+from __future__ import annotations
+
+from graph.networkx_graph import NetworkxJourneyGraph
+from graph.ports import GraphChanges
+
+
+def steps(*names: str) -> list[tuple[str, str | None]]:
+    return [(n, None) for n in names]
+
+
+def test_appends_extend_sessions_and_count_transitions() -> None:
+    g = NetworkxJourneyGraph()
+    c = GraphChanges()
+    c.appended[("p", "s1")] = steps("Launch", "Search", "Cart")
+    c.appended[("p", "s2")] = steps("Launch", "Search", "Search")
+    g.apply(c)
+    c = GraphChanges()
+    c.appended[("p", "s1")] = steps("Purchase")
+    g.apply(c)
+    assert [n for n, _ in g.session_steps("p", "s1")] == ["Launch", "Search", "Cart", "Purchase"]
+    got = {(t.source, t.target): (t.count, t.sessions) for t in g.transitions("p")}
+    assert got == {("Launch", "Search"): (2, 2), ("Search", "Cart"): (1, 1),
+                   ("Cart", "Purchase"): (1, 1), ("Search", "Search"): (1, 1)}
+
+
+def test_replace_and_remove_undo_their_transitions() -> None:
+    g = NetworkxJourneyGraph()
+    c = GraphChanges()
+    c.appended[("p", "s1")] = steps("A", "B")
+    c.appended[("p", "s2")] = steps("A", "B", "C")
+    g.apply(c)
+    c = GraphChanges(replaced={("p", "s1"): steps("A", "C")}, removed=[("p", "s2")])
+    g.apply(c)
+    assert {(t.source, t.target, t.count) for t in g.transitions("p")} == {("A", "C", 1)}
+    assert g.sessions_count("p") == 1
+
+
+def test_projects_are_isolated() -> None:
+    g = NetworkxJourneyGraph()
+    g.apply(GraphChanges(appended={("a", "s"): steps("X", "Y")}))
+    assert g.transitions("b") == []
+    assert g.session_steps("b", "s") == []
