@@ -48,6 +48,7 @@ class CEPGraphQL(GraphQL[Context, None]):
             pipeline=lambda: (p.log.pending_items, p.runner.processed_events,
                               p.runner.error is None),
             now_ms=now_ms, page_size_limit=p.settings.page_size_limit,
+            about=p.about,
         )
 
 

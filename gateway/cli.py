@@ -84,9 +84,12 @@ def project_rotate(project_id: str, kind: str, data_dir: Path | None) -> None:
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
 @click.option("--profile", type=click.Choice(["embedded", "distributed"]), default="embedded")
 @click.option("--demo", is_flag=True, help="Load the demo data set first (once per data dir).")
+@click.option("--geo-db", "geo_db", multiple=True, type=click.Path(path_type=Path,
+              exists=True, dir_okay=False), help="A .mmdb file to use for geo-IP (e.g. your "
+              "MaxMind GeoIP2/GeoLite2 City); repeat to layer several.")
 @click.option("--log-level", default="info")
 def serve(data_dir: Path | None, host: str | None, port: int | None, profile: str,
-          demo: bool, log_level: str) -> None:
+          demo: bool, geo_db: tuple[Path, ...], log_level: str) -> None:
     """Serve ingest, GraphQL and health endpoints."""
     import gc
     import logging
@@ -104,7 +107,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, profile: st
     gc.set_threshold(50_000, 20, 100)
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = _settings(data_dir=data_dir, host=host, port=port)
+    settings = _settings(data_dir=data_dir, host=host, port=port, geo_files=geo_db or None)
     platform = Platform.open(settings)
     if demo:
         from gateway.demo import load_demo

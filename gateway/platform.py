@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from gateway.ingest import Ingestor
 from gateway.settings import Settings
@@ -29,6 +31,14 @@ from stream.enrich.geo import GeoLocator
 from stream.operators.enrich import Enricher
 
 log = logging.getLogger("cep.platform")
+
+
+def _installed(name: str) -> bool:
+    try:
+        version(name)
+    except PackageNotFoundError:
+        return False
+    return True
 
 
 def now_ms() -> int:
@@ -61,7 +71,7 @@ class Platform:
             [r for _, r in control.schema_records()], on_change=control.append_schema_record)
         store = DuckDBStore(data / "events.duckdb")
         event_log = LocalEventLog(data / "log", fsync=settings.fsync)
-        geo = GeoLocator(default_geo_paths(settings.resolved_geo_dir()))
+        geo = GeoLocator(list(settings.geo_files) or default_geo_paths(settings.resolved_geo_dir()))
         log.info("geo source: %s", geo.source)
         enricher = Enricher(geo, DeviceParser())
         parser = EnvelopeParser(registry, now_ms, max_event_bytes=settings.max_event_bytes)
@@ -82,6 +92,16 @@ class Platform:
         if start_runner:
             runner.start()
         return platform
+
+    def about(self) -> dict[str, Any]:
+        credit = self.geo.attribution
+        return {
+            "version": version("cep") if _installed("cep") else "dev",
+            "profile": self.settings.profile,
+            "geo_source": self.geo.source,
+            "geo_attribution": None if credit is None else {
+                "text": credit.text, "url": credit.url, "licence": credit.licence},
+        }
 
     def close(self) -> None:
         """Drain what was accepted, then release every resource."""

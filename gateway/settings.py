@@ -27,6 +27,7 @@ class Settings:
     max_batch: int = 10_000
     max_event_bytes: int = 1 << 20
     geo_dir: Path | None = None
+    geo_files: tuple[Path, ...] = ()  # explicit .mmdb files (e.g. a MaxMind GeoIP2 City)
     fsync: bool = True
     graphql_max_depth: int = 12
     graphql_max_tokens: int = 5_000
@@ -43,6 +44,7 @@ class Settings:
             max_body_bytes=_env_int("CEP_MAX_BODY_BYTES", 10 << 20),
             max_batch=_env_int("CEP_MAX_BATCH", 10_000),
             geo_dir=Path(os.environ["CEP_GEO_DIR"]) if os.environ.get("CEP_GEO_DIR") else None,
+            geo_files=tuple(Path(p) for p in os.environ.get("CEP_GEO_DB", "").split(",") if p),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **clean)  # type: ignore[arg-type]

@@ -32,6 +32,7 @@ class Context:
     pipeline: Callable[[], tuple[int, int, bool]]
     now_ms: Callable[[], int]
     page_size_limit: int = 1000
+    about: Callable[[], dict[str, Any]] = dict
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:

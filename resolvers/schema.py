@@ -21,6 +21,8 @@ from resolvers.sessions import (
     page_sessions,
 )
 from resolvers.types import (
+    About,
+    Attribution,
     DayCount,
     DeadLetter,
     DeadLetterConnection,
@@ -186,6 +188,19 @@ class SessionQueries:
 
 
 @strawberry.type
+class AboutQueries:
+    @strawberry.field(description="This deployment: version, profile and data credits.")
+    def about(self, info: strawberry.Info) -> About:
+        ctx = info.context
+        ctx.require("read", "write")
+        data = ctx.about()
+        credit = data.get("geo_attribution")
+        return About(version=data.get("version", ""), profile=data.get("profile", ""),
+                     geo_source=data.get("geo_source", ""),
+                     geo_attribution=Attribution(**credit) if credit else None)
+
+
+@strawberry.type
 class ContractQueries:
     @strawberry.field(description="Rejected records with their reasons, oldest first.")
     async def dead_letters(
@@ -342,7 +357,7 @@ class IngestMutations:
 
 
 @strawberry.type
-class Query(SessionQueries, ContractQueries):
+class Query(SessionQueries, ContractQueries, AboutQueries):
     pass
 
 

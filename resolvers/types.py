@@ -124,6 +124,21 @@ class Session:
         )
 
 
+@strawberry.type(description="A credit a data licence requires wherever results are shown.")
+class Attribution:
+    text: str
+    url: str
+    licence: str
+
+
+@strawberry.type
+class About:
+    version: str
+    profile: str
+    geo_source: str = strawberry.field(description="Where geo-IP enrichment comes from.")
+    geo_attribution: Attribution | None
+
+
 @strawberry.type
 class PageInfo:
     has_next_page: bool

@@ -151,3 +151,28 @@ def test_query_errors_are_coded(gateway: Gateway, keys: dict[str, Any]) -> None:
     assert res["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     deep = "{ sessions { edges { node { events { eventName } } } } }"
     assert "data" in gateway.gql(keys["read_key"], deep)
+
+
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_6 like Mac OS X) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/18.6 Mobile/15E148 Safari/604.1")
+
+
+def test_enrichment_from_ip_and_user_agent_with_attribution(gateway: Gateway,
+                                                            keys: dict[str, Any]) -> None:
+    record = {**event("App Launch", 0, device="d-enrich"), "ip": "8.8.8.8",
+              "user_agent": IPHONE}
+    odd = {**event("App Launch", 0, device="d-odd"), "ip": "not-an-ip", "user_agent": "???"}
+    assert post(gateway, keys["write_key"], orjson.dumps([record, odd])).json()["accepted"] == 2
+    gateway.wait_processed(keys["read_key"])
+    q = """query($d: String) { sessions(filter: {deviceId: $d}) { edges { node {
+        country deviceType os events { country deviceType os } } } } }"""
+    node = gateway.gql(keys["read_key"], q, {"d": "d-enrich"})["data"]["sessions"]["edges"][0]
+    assert (node["node"]["country"], node["node"]["deviceType"], node["node"]["os"]) == (
+        "US", "mobile", "iOS")
+    odd_node = gateway.gql(keys["read_key"], q, {"d": "d-odd"})["data"]["sessions"]["edges"]
+    assert odd_node[0]["node"]["country"] is None, "unknown input gives defaults, not errors"
+    about = gateway.gql(keys["read_key"], "{ about { geoSource geoAttribution { text url } } }")
+    about = about["data"]["about"]
+    if "dbip" in about["geoSource"].lower() or "db-ip" in about["geoSource"].lower():
+        assert about["geoAttribution"] == {"text": "IP Geolocation by DB-IP",
+                                           "url": "https://db-ip.com"}
