@@ -49,6 +49,8 @@ class CEPGraphQL(GraphQL[Context, None]):
                               p.runner.error is None),
             now_ms=now_ms, page_size_limit=p.settings.page_size_limit,
             about=p.about,
+            session_settings=p.runner_rules,
+            update_session_settings=p.update_session_settings,
         )
 
 

@@ -29,6 +29,7 @@ from stream.enrich.device import DeviceParser
 from stream.enrich.fetch import default_geo_paths
 from stream.enrich.geo import GeoLocator
 from stream.operators.enrich import Enricher
+from stream.operators.sessionize import SessionRules, session_rules
 
 log = logging.getLogger("cep.platform")
 
@@ -39,6 +40,14 @@ def _installed(name: str) -> bool:
     except PackageNotFoundError:
         return False
     return True
+
+
+def project_rules(control: ControlStore, registry: SchemaRegistry, project: str
+                  ) -> SessionRules:
+    """A project's sessionization rules: its settings over the catalogue's defaults."""
+    cat = registry.catalogue
+    return session_rules(control.settings(project), cat.session_start_events,
+                         cat.session_end_events, cat.conversion_events)
 
 
 def now_ms() -> int:
@@ -86,7 +95,9 @@ class Platform:
             if batch.events:
                 live.publish(batch.events)
 
-        runner = EmbeddedRunner(event_log, store, enricher, on_commit=committed)
+        runner = EmbeddedRunner(event_log, store, enricher,
+                                rules_for=lambda p: project_rules(control, registry, p),
+                                on_commit=committed)
         platform = cls(settings, control, store, event_log, registry, geo, ingestor, runner,
                        graph, live)
         if start_runner:
@@ -102,6 +113,14 @@ class Platform:
             "geo_attribution": None if credit is None else {
                 "text": credit.text, "url": credit.url, "licence": credit.licence},
         }
+
+    def runner_rules(self, project: str) -> SessionRules:
+        return project_rules(self.control, self.registry, project)
+
+    def update_session_settings(self, project: str, changes: dict[str, Any]) -> dict[str, Any]:
+        merged = self.control.update_settings(project, changes)
+        self.runner.rules_changed(project)
+        return merged
 
     def close(self) -> None:
         """Drain what was accepted, then release every resource."""

@@ -33,6 +33,8 @@ class Context:
     now_ms: Callable[[], int]
     page_size_limit: int = 1000
     about: Callable[[], dict[str, Any]] = dict
+    session_settings: Callable[[str], Any] | None = None
+    update_session_settings: Callable[[str, dict[str, Any]], Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:

@@ -38,6 +38,8 @@ from resolvers.types import (
     SegmentFilter,
     Session,
     SessionFilter,
+    SessionSettings,
+    SessionSettingsInput,
     TimeWindow,
     TrackResult,
     WeekCount,
@@ -187,8 +189,21 @@ class SessionQueries:
         )
 
 
+def _settings_type(rules: Any) -> SessionSettings:
+    return SessionSettings(timeout_minutes=rules.timeout_ms // 60_000,
+                           start_events=sorted(rules.start_events),
+                           end_events=sorted(rules.end_events),
+                           conversion_events=sorted(rules.conversion_events))
+
+
 @strawberry.type
 class AboutQueries:
+    @strawberry.field(description="How this project's sessions are cut.")
+    def session_settings(self, info: strawberry.Info) -> SessionSettings:
+        ctx = info.context
+        project = ctx.require("read")
+        return _settings_type(ctx.session_settings(project))
+
     @strawberry.field(description="This deployment: version, profile and data credits.")
     def about(self, info: strawberry.Info) -> About:
         ctx = info.context
@@ -345,6 +360,27 @@ class IngestMutations:
                 f"input.{field}" if field else "input", getattr(exc, "reason", str(exc))
             ) from None
         return _schema_type(version)
+
+    @strawberry.mutation(description="Change how sessions are cut (admin key).")
+    def update_session_settings(self, info: strawberry.Info, input: SessionSettingsInput
+                                ) -> SessionSettings:
+        ctx = info.context
+        project = ctx.require("admin")
+        changes: dict[str, Any] = {}
+        if input.timeout_minutes is not None:
+            if not 1 <= input.timeout_minutes <= 24 * 60:
+                raise bad_input("input.timeoutMinutes", "must be between 1 and 1440")
+            changes["session_timeout_minutes"] = input.timeout_minutes
+        for field, key in (("start_events", "session_start_events"),
+                           ("end_events", "session_end_events"),
+                           ("conversion_events", "conversion_events")):
+            names = getattr(input, field)
+            if names is not None:
+                if any(not n.strip() or len(n) > 200 for n in names):
+                    raise bad_input(f"input.{field}", "event names must be 1-200 characters")
+                changes[key] = sorted(set(names))
+        ctx.update_session_settings(project, changes)
+        return _settings_type(ctx.session_settings(project))
 
     @strawberry.mutation(
         description="Strict mode rejects events whose name is not registered (admin key)."

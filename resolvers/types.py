@@ -240,6 +240,23 @@ class ProfileInput:
     device_id: str | None = None
 
 
+@strawberry.type(description="How sessions are cut. Changes apply to events processed "
+                             "from then on; stored sessions keep the rules they were cut with.")
+class SessionSettings:
+    timeout_minutes: int
+    start_events: list[str]
+    end_events: list[str]
+    conversion_events: list[str]
+
+
+@strawberry.input
+class SessionSettingsInput:
+    timeout_minutes: int | None = None
+    start_events: list[str] | None = None
+    end_events: list[str] | None = None
+    conversion_events: list[str] | None = None
+
+
 @strawberry.input
 class EventSchemaInput:
     event_name: str

@@ -25,6 +25,7 @@ from stream.contract.event import Event
 from stream.contract.records import decode_record
 from stream.operators.dedupe import Dedupe, Item, dedupe_key
 from stream.operators.enrich import Enricher
+from stream.operators.identify import ties
 from stream.operators.sessionize import (
     Sessionizer,
     SessionRow,
@@ -207,7 +208,7 @@ class EmbeddedRunner:
                 fresh.append(e)
                 keys.append(item[0])
         self._seen.in_flight(fresh, keys)
-        self._identities(fresh, batch)
+        batch.ties.extend(ties(fresh))
         changes = GraphChanges()
         self._sessionize(fresh, keys, batch, changes)
         self._settle()
@@ -239,15 +240,10 @@ class EmbeddedRunner:
         if inflight is not None:
             inflight.result()
 
-    def _identities(self, fresh: list[Event], batch: WriteBatch) -> None:
-        ties: dict[tuple[str, str], tuple[str, int]] = {}
-        for e in fresh:
-            if e.device_id and e.distinct_user_id:
-                key = (e.project, e.device_id)
-                prev = ties.get(key)
-                if prev is None or e.time >= prev[1]:
-                    ties[key] = (e.distinct_user_id, e.time)
-        batch.ties.extend((p, d, u, t) for (p, d), (u, t) in ties.items())
+    def rules_changed(self, project: str) -> None:
+        """A project's sessionization settings changed: events processed from now on use
+        them (sessions already stored keep the rules they were cut with)."""
+        self._sessionizers.pop(project, None)
 
     def _sessionizer(self, project: str) -> Sessionizer:
         s = self._sessionizers.get(project)

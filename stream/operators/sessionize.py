@@ -16,8 +16,9 @@ event) is handled by re-folding the affected range: see ``affected_range``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import xxhash
 
@@ -74,6 +75,17 @@ class SessionRow:
     @property
     def order(self) -> tuple[int, str]:
         return (self.end_time, self.last_insert_id)
+
+
+def session_rules(settings: Mapping[str, Any], start: frozenset[str], end: frozenset[str],
+                  conversion: frozenset[str]) -> SessionRules:
+    """A project's rules: its settings over the catalogue's defaults."""
+    return SessionRules(
+        timeout_ms=int(settings.get("session_timeout_minutes", 30)) * 60_000,
+        start_events=frozenset(settings.get("session_start_events", start)),
+        end_events=frozenset(settings.get("session_end_events", end)),
+        conversion_events=frozenset(settings.get("conversion_events", conversion)),
+    )
 
 
 def session_key(event: Event) -> str:

@@ -176,3 +176,33 @@ def test_enrichment_from_ip_and_user_agent_with_attribution(gateway: Gateway,
     if "dbip" in about["geoSource"].lower() or "db-ip" in about["geoSource"].lower():
         assert about["geoAttribution"] == {"text": "IP Geolocation by DB-IP",
                                            "url": "https://db-ip.com"}
+
+
+def test_session_settings_change_how_new_sessions_are_cut(gateway: Gateway,
+                                                          keys: dict[str, Any]) -> None:
+    q = "{ sessionSettings { timeoutMinutes conversionEvents startEvents endEvents } }"
+    before = gateway.gql(keys["read_key"], q)["data"]["sessionSettings"]
+    assert before == {"timeoutMinutes": 30, "startEvents": ["App Launch"],
+                      "endEvents": ["App Close"],
+                      "conversionEvents": ["Charged", "Place Order", "Purchase"]}
+    m = """mutation($i: SessionSettingsInput!) { updateSessionSettings(input: $i) {
+        timeoutMinutes conversionEvents } }"""
+    bad = gateway.gql(keys["admin_key"], m, {"i": {"timeoutMinutes": 0}})["errors"][0]
+    assert bad["message"].startswith("input.timeoutMinutes:")
+    assert gateway.gql(keys["read_key"], m, {"i": {"timeoutMinutes": 5}})["errors"][0][
+        "extensions"]["code"] == "FORBIDDEN"
+    done = gateway.gql(keys["admin_key"], m, {"i": {"timeoutMinutes": 5,
+                                                    "conversionEvents": ["Subscribe"]}})
+    assert done["data"]["updateSessionSettings"] == {"timeoutMinutes": 5,
+                                                     "conversionEvents": ["Subscribe"]}
+    dev = "d-settings"
+    records = [event("Search", 0, device=dev), event("Subscribe", 240, device=dev),
+               event("Search", 600, device=dev)]  # 4 min, then 6 min of silence
+    assert post(gateway, keys["write_key"], orjson.dumps(records)).json()["accepted"] == 3
+    gateway.wait_processed(keys["read_key"])
+    nodes = gateway.gql(keys["read_key"], """{ sessions(filter: {deviceId: "d-settings"}) {
+        edges { node { eventCount converted } } } }""")["data"]["sessions"]["edges"]
+    assert [(n["node"]["eventCount"], n["node"]["converted"]) for n in nodes] == [
+        (2, True), (1, False)]
+    gateway.gql(keys["admin_key"], m, {"i": {"timeoutMinutes": 30, "conversionEvents": [
+        "Charged", "Place Order", "Purchase"]}})
