@@ -9,9 +9,9 @@ DATA ?= .cep
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test test-unit lint schema bench geo graphiql clean
+.PHONY: setup run test test-unit lint schema bench geo graphiql browser clean
 
-setup: $(STAMP) geo graphiql
+setup: $(STAMP) geo graphiql browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ geo: $(STAMP)
 graphiql:
 	@scripts/build-graphiql.sh || echo "graphiql: not built; /graphql will say how to build it"
 
-run: setup
+# Debian's chromium for the headless browser tests (root + apt-get; skipped otherwise).
+browser:
+	@scripts/install-chromium.sh
+
+run: $(STAMP) geo graphiql
 	$(BIN)/cep serve --demo --data $(DATA) --host $(HOST) --port $(PORT)
 
 test: setup

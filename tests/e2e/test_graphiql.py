@@ -230,9 +230,11 @@ async def test_missing_assets_say_how_to_build(tmp_path: Path) -> None:
     assert VENDOR_URL + "/graphiql.min.js" in graphiql_html(static_dir=missing)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (headless render only)")
 def test_headless_chromium_renders_graphiql(server: Server, seen: list[tuple[str, str]]) -> None:
-    assert CHROMIUM is not None
+    if CHROMIUM is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing: `make setup` installs Debian's chromium")
+        pytest.skip("chromium is not installed (`make setup` installs it as root on Debian)")
     seen.clear()
     with tempfile.TemporaryDirectory(prefix="cep-chromium-") as profile:
         run = subprocess.run(
