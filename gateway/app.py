@@ -37,8 +37,6 @@ class CEPGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         key = credentials(request.headers)
-        if key is None and isinstance(request, WebSocket):
-            key = None  # subscriptions pass it in connection params (live views)
         info = self._auth.check(key) if key else None
         p = self._platform
         return Context(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -33,7 +33,6 @@ class Settings:
     graphql_max_tokens: int = 5_000
     graphql_max_aliases: int = 30
     page_size_limit: int = 1_000
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from graph.ports import GraphChanges, SessionRef, Step, Transition
+from graph.ports import GraphChanges, Step, Transition
 
 
 @dataclass
@@ -130,6 +130,3 @@ class NetworkxJourneyGraph:
         with self._lock:
             return len(self._project(project).sequences)
 
-
-def refs(changes: GraphChanges) -> set[SessionRef]:
-    return set(changes.appended) | set(changes.replaced) | set(changes.removed)

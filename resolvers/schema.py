@@ -15,11 +15,7 @@ from strawberry.extensions import (
 )
 
 from resolvers.errors import api_error, bad_input, is_public
-from resolvers.sessions import (
-    compute_session_metrics,
-    encode_cursor,
-    page_sessions,
-)
+from resolvers.sessions import SessionMetricsRunner, encode_cursor, page_sessions
 from resolvers.types import (
     About,
     Attribution,
@@ -174,8 +170,7 @@ class SessionQueries:
         ctx = info.context
         project = ctx.require("read")
         query = _session_query(_window(ctx, window), segment=segment)
-        table = await ctx.call(ctx.sessions.scan_sessions, project, query)
-        m = compute_session_metrics(table, top_pages=table.num_rows)
+        m = await ctx.call(SessionMetricsRunner(ctx.sessions).run, project, query)
         return SessionMetrics(
             count=m.count,
             average_duration_seconds=m.average_duration_seconds,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -125,14 +124,12 @@ def page_sessions(sessions: pa.Table, first: int, after: str | None) -> SessionP
 
 
 class SessionMetricsRunner:
+    """``sessionMetrics``: fetch the window's sessions, compute the metrics."""
+
     def __init__(self, store: SessionStore) -> None:
         self._store = store
 
-    def run(self, project: str, query: SessionQuery, top_pages: int) -> SessionMetricsResult:
-        if top_pages < 0:
-            raise bad_input("topLandingPages.first", "must not be negative")
-        return compute_session_metrics(self._store.scan_sessions(project, query), top_pages)
+    def run(self, project: str, query: SessionQuery) -> SessionMetricsResult:
+        sessions = self._store.scan_sessions(project, query)
+        return compute_session_metrics(sessions, top_pages=sessions.num_rows)
 
-
-def day_label(ms: int) -> str:
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).date().isoformat()

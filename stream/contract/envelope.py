@@ -9,7 +9,7 @@ wire names are the seed's; aliases (``distinct_id``, ``$insert_id``, ``event``,
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -261,7 +261,3 @@ def _first(*values: Any) -> Any:
             return value
     return None
 
-
-def iter_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
