@@ -72,19 +72,26 @@ class _Subscriber:
 @dataclass(slots=True)
 class _Project:
     sessions: OrderedDict[str, OpenSession] = field(default_factory=OrderedDict)
-    streams: dict[StreamKey, deque[LiveEvent]] = field(default_factory=dict)
 
 
 class InProcessLiveStore:
-    def __init__(self, maxlen: int = 1000, max_open_sessions: int = 100_000,
-                 session_timeout_ms: int = 30 * 60 * 1000, queue_bound: int = 1000) -> None:
+    """``maxlen`` events per stream; at most ``max_events`` retained in all, the streams
+    idle longest evicted first (like Redis keys expiring), so memory stays bounded however
+    much history flows through."""
+
+    def __init__(self, maxlen: int = 200, max_open_sessions: int = 20_000,
+                 session_timeout_ms: int = 30 * 60 * 1000, queue_bound: int = 1000,
+                 max_events: int = 100_000) -> None:
         self._maxlen = maxlen
         self._max_open = max_open_sessions
         self._timeout = session_timeout_ms
         self._queue_bound = queue_bound
+        self._max_events = max_events
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._projects: dict[str, _Project] = {}
+        self._streams: OrderedDict[StreamKey, deque[LiveEvent]] = OrderedDict()
+        self._retained = 0
         self._subscribers: dict[StreamKey, set[_Subscriber]] = {}
 
     # -- writing (runner thread) -----------------------------------------------------------
@@ -102,14 +109,28 @@ class InProcessLiveStore:
                 self._track(p, live)
                 for key in ((e.project, "session", sid), (e.project, "user", live.user_id),
                             (e.project, "all", "")):
-                    stream = p.streams.get(key)
-                    if stream is None:
-                        stream = p.streams[key] = deque(maxlen=self._maxlen)
-                    stream.append(live)
+                    self._append(key, live)
                 out.append(live)
+            self._evict()
             targets = {k: set(v) for k, v in self._subscribers.items() if v}
         if targets:
             self._fan_out(out, targets)
+
+    def _append(self, key: StreamKey, event: LiveEvent) -> None:
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = deque(maxlen=self._maxlen)
+        else:
+            self._streams.move_to_end(key)
+        if len(stream) == self._maxlen:
+            self._retained -= 1
+        stream.append(event)
+        self._retained += 1
+
+    def _evict(self) -> None:
+        while self._retained > self._max_events and self._streams:
+            _key, stream = self._streams.popitem(last=False)
+            self._retained -= len(stream)
 
     def _track(self, p: _Project, e: LiveEvent) -> None:
         s = p.sessions.get(e.session_id)
@@ -124,8 +145,7 @@ class InProcessLiveStore:
         s.started = min(s.started, e.time)
         p.sessions.move_to_end(e.session_id)
         while len(p.sessions) > self._max_open:
-            gone, _ = p.sessions.popitem(last=False)
-            p.streams.pop((e.project, "session", gone), None)
+            p.sessions.popitem(last=False)
 
     def _fan_out(self, events: list[LiveEvent],
                  targets: dict[StreamKey, set[_Subscriber]]) -> None:
@@ -164,8 +184,7 @@ class InProcessLiveStore:
 
     def read(self, key: StreamKey, after: int = 0, limit: int = 1000) -> list[LiveEvent]:
         with self._lock:
-            p = self._projects.get(key[0])
-            stream = list(p.streams.get(key, ())) if p else []
+            stream = list(self._streams.get(key, ()))
         return [e for e in stream if e.id > after][:limit]
 
     async def subscribe(self, key: StreamKey, after: int | None = None,
@@ -202,6 +221,11 @@ class InProcessLiveStore:
                 subs.discard(sub)
                 if not subs:
                     del self._subscribers[sub.key]
+
+    @property
+    def retained(self) -> int:
+        with self._lock:
+            return self._retained
 
     @property
     def subscriber_count(self) -> int:

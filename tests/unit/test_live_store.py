@@ -60,3 +60,12 @@ async def test_slow_subscriber_is_dropped_with_a_reason() -> None:
     with pytest.raises(SubscriberDropped, match="fell more than 3 events behind"):
         await first
     assert live.subscriber_count == 0
+
+
+def test_memory_stays_bounded_by_evicting_the_idlest_streams() -> None:
+    live = InProcessLiveStore(maxlen=10, max_events=50)
+    for d in range(40):
+        live.publish(batch(5, start=d * 5, session=f"s{d}", device=f"d{d}"))
+    assert live.retained <= 50
+    assert live.read(("p", "session", "s0")) == [], "the idlest stream went first"
+    assert len(live.read(("p", "session", "s39"))) == 5
