@@ -94,6 +94,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, profile: st
     import gc
     import logging
 
+    import pyarrow
     import uvicorn
 
     from gateway.app import create_app
@@ -105,6 +106,9 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, profile: st
     # The runner allocates several objects per event in steps of ~30k events; with default
     # thresholds the collector's full scans of every live object cost ~20% of processing.
     gc.set_threshold(50_000, 20, 100)
+    # Arrow's allocator keeps freed pages for reuse; hand them back at once instead, so the
+    # gateway's resident memory follows what it holds.
+    pyarrow.jemalloc_set_decay_ms(0)
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = _settings(data_dir=data_dir, host=host, port=port, geo_files=geo_db or None)

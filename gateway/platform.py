@@ -78,7 +78,7 @@ class Platform:
         control = open_control(data)
         registry = SchemaRegistry.from_state(
             [r for _, r in control.schema_records()], on_change=control.append_schema_record)
-        store = DuckDBStore(data / "events.duckdb")
+        store = DuckDBStore(data / "events.duckdb", memory_limit=settings.duckdb_memory)
         event_log = LocalEventLog(data / "log", fsync=settings.fsync)
         geo = GeoLocator(list(settings.geo_files) or default_geo_paths(settings.resolved_geo_dir()))
         log.info("geo source: %s", geo.source)

@@ -33,6 +33,7 @@ class Settings:
     graphql_max_tokens: int = 5_000
     graphql_max_aliases: int = 30
     page_size_limit: int = 1_000
+    duckdb_memory: str = "128MB"  # DuckDB's buffer pool; larger queries spill to disk
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -43,6 +44,7 @@ class Settings:
             max_body_bytes=_env_int("CEP_MAX_BODY_BYTES", 10 << 20),
             max_batch=_env_int("CEP_MAX_BATCH", 10_000),
             geo_dir=Path(os.environ["CEP_GEO_DIR"]) if os.environ.get("CEP_GEO_DIR") else None,
+            duckdb_memory=os.environ.get("CEP_DUCKDB_MEMORY", "128MB"),
             geo_files=tuple(Path(p) for p in os.environ.get("CEP_GEO_DB", "").split(",") if p),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}

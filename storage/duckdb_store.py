@@ -212,7 +212,7 @@ def _table(rows: Sequence[Sequence[Any]], columns: list[str], types: dict[str, A
 class DuckDBStore:
     """All embedded tables in one DuckDB file; implements the storage ports."""
 
-    def __init__(self, path: Path | str, memory_limit: str = "256MB") -> None:
+    def __init__(self, path: Path | str, memory_limit: str = "128MB") -> None:
         self._path = str(path)
         self._con = duckdb.connect(self._path)
         self._con.execute(SCHEMA)
