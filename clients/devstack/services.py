@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from clients.devstack.errors import DevStackError
+
 # The repository's scripts/devstack (poms, config templates), next to this package in a
 # source checkout; CEP_DEVSTACK_ASSETS points elsewhere for an installed package.
 DEFAULT_ASSETS = Path(__file__).resolve().parents[2] / "scripts" / "devstack"
@@ -109,9 +111,12 @@ class Service(ABC):
     def render(self, template: str, dest: Path, **values: object) -> Path:
         """Fill ``$name`` placeholders of ``<assets>/<service>/<template>`` into ``dest``."""
         source = self.paths.assets_dir / self.name / template
-        text = string.Template(source.read_text()).substitute(
-            {k: str(v) for k, v in values.items()}
-        )
+        try:
+            text = string.Template(source.read_text()).substitute(
+                {k: str(v) for k, v in values.items()}
+            )
+        except (OSError, KeyError, ValueError) as exc:
+            raise DevStackError(f"{self.name}: cannot render {source}: {exc!r}") from exc
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(text)
         return dest
