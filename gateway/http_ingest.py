@@ -7,6 +7,7 @@ size or record limit, 400 for a body that is not JSON at all; otherwise 200 with
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -15,7 +16,10 @@ from starlette.responses import Response
 
 from gateway.auth import Authenticator, credentials
 from gateway.ingest import BodyTooLarge, Ingestor, inflate, is_gzip
+from storage.local_log import LogClosed
 from stream.contract.envelope import BodyError, split_records
+
+log = logging.getLogger("cep.ingest")
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None
@@ -76,4 +80,11 @@ class IngestEndpoints:
             return error_response(413, str(exc), "PAYLOAD_TOO_LARGE")
         except (BodyError, ValueError) as exc:
             return error_response(400, str(exc), "BAD_REQUEST")
+        except (LogClosed, OSError) as exc:
+            # Nothing of this request was acknowledged: the client retries the same batch.
+            log.error("event log unavailable: %s", exc)
+            resp = error_response(503, "the event log is unavailable; retry the same batch",
+                                  "UNAVAILABLE")
+            resp.headers["Retry-After"] = "1"
+            return resp
         return json_response(result.as_json())
