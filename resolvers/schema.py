@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgspec
@@ -283,41 +284,15 @@ class IngestMutations:
     async def track(self, info: strawberry.Info, events: list[EventInput]) -> TrackResult:
         ctx = info.context
         project = ctx.require("write")
-        records = [
-            _raw(
-                {
-                    "event_name": e.event_name,
-                    "event_category": e.event_category,
-                    "time": e.time,
-                    "insert_id": e.insert_id,
-                    "distinct_user_id": e.distinct_user_id,
-                    "device_id": e.device_id,
-                    "session_id": e.session_id,
-                    "source_id": e.source_id,
-                    "url": e.url,
-                    "ip": e.ip,
-                    "user_agent": e.user_agent,
-                    "custom_properties": e.custom_properties,
-                }
-            )
-            for e in events
-        ]
+        # The input's field names are the wire names: one parse path for every way in.
+        records = [_raw(dataclasses.asdict(e)) for e in events]
         return _result(await ctx.ingest.events(project, records, "graphql"))
 
     @strawberry.mutation(description="Set profile traits; same as POST /v1/identify.")
     async def identify(self, info: strawberry.Info, profiles: list[ProfileInput]) -> TrackResult:
         ctx = info.context
         project = ctx.require("write")
-        records = [
-            _raw(
-                {
-                    "distinct_user_id": p.distinct_user_id,
-                    "traits": p.traits,
-                    "device_id": p.device_id,
-                }
-            )
-            for p in profiles
-        ]
+        records = [_raw(dataclasses.asdict(p)) for p in profiles]
         return _result(await ctx.ingest.profiles(project, records, "graphql"))
 
     @strawberry.mutation(

@@ -30,16 +30,11 @@ class SegmentFilter:
     app_version: str | None = None
 
 
-@strawberry.input
-class SessionFilter:
+@strawberry.input(description="A segment, narrowed to one user or device, or to sessions that "
+                              "did (or did not) convert.")
+class SessionFilter(SegmentFilter):
     user_id: str | None = None
     device_id: str | None = None
-    city: str | None = None
-    state: str | None = None
-    country: str | None = None
-    device_type: str | None = None
-    os: str | None = None
-    app_version: str | None = None
     converted: bool | None = None
 
 

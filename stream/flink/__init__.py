@@ -1,0 +1,1 @@
+"""PyFlink runner over the pure operators (its own virtualenv: scripts/flink/setup.sh)."""
