@@ -12,6 +12,7 @@ from typing import Any
 import click
 import orjson
 
+from clients.devstack.cli import devstack
 from gateway.platform import open_control
 from gateway.settings import Settings
 
@@ -233,6 +234,8 @@ def _graphql(url: str, key: str, query: str, variables: dict[str, Any]) -> dict[
         raise click.ClickException("; ".join(e["message"] for e in body["errors"]))
     return dict(body["data"])
 
+
+main.add_command(devstack)
 
 if __name__ == "__main__":
     main()

@@ -83,6 +83,9 @@ class Cassandra(Service):
     async def prepare(self) -> list[str]:
         lib = await jvm.resolve_classpath(self.name, self.pom(), self.paths.cache_dir)
         java = jvm.find_java(self.name, SUPPORTED_JAVA)
+        (self.home / "run").mkdir(parents=True, exist_ok=True)
+        sharing = jvm.class_sharing_flags(java, lib.parent, self.class_archive_record,
+                                          java_agent=True)
         conf = self.home / "conf"
         logs = self.home / "logs"
         tmp = self.home / "tmp"
@@ -92,7 +95,7 @@ class Cassandra(Service):
                            port=self.ports.cassandra, storage_port=self.ports.cassandra_storage)
         logback = self.render("logback.xml", conf / "logback.xml")
         return [
-            str(java), *JVM_FLAGS,
+            str(java), *JVM_FLAGS, *sharing,
             f"-javaagent:{jvm.jar(lib, 'jamm')}",
             # Must be a URL: YamlConfigurationLoader reads a bare value as a classpath name.
             f"-Dcassandra.config={yaml.as_uri()}",
@@ -102,7 +105,10 @@ class Cassandra(Service):
             # JNA unpacks its native library here; /tmp may be mounted noexec.
             f"-Djna.tmpdir={tmp}",
             f"-XX:HeapDumpPath={logs}", f"-XX:ErrorFile={logs}/hs_err_pid%p.log",
-            "-cp", f"{conf}:{lib}/*", MAIN_CLASS,
+            # conf/ stays off the classpath (bin/cassandra puts it first): both files it
+            # would serve are passed above, and a non-empty directory there stops the JVM
+            # from archiving classes.
+            "-cp", f"{lib}/*", MAIN_CLASS,
         ]
 
     async def probe(self) -> None:
@@ -111,11 +117,12 @@ class Cassandra(Service):
         await asyncio.to_thread(self._select_release_version)
 
     def _select_release_version(self) -> None:
-        from cassandra.cluster import Cluster
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import RoundRobinPolicy
 
-        cluster = Cluster(["127.0.0.1"], port=self.ports.cassandra,
-                          load_balancing_policy=RoundRobinPolicy(), connect_timeout=5)
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=5)
+        cluster = Cluster(["127.0.0.1"], port=self.ports.cassandra, connect_timeout=5,
+                          execution_profiles={EXEC_PROFILE_DEFAULT: profile})
         try:
             session = cluster.connect()
             row = session.execute("SELECT release_version FROM system.local").one()

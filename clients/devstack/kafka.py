@@ -49,6 +49,8 @@ class Kafka(Service):
     async def prepare(self) -> list[str]:
         lib = await jvm.resolve_classpath(self.name, self.pom(), self.paths.cache_dir)
         java = jvm.find_java(self.name, SUPPORTED_JAVA)
+        (self.home / "run").mkdir(parents=True, exist_ok=True)
+        sharing = jvm.class_sharing_flags(java, lib.parent, self.class_archive_record)
         conf = self.home / "conf"
         data = self.home / "data"
         logs = self.home / "logs"
@@ -62,7 +64,7 @@ class Kafka(Service):
                   "-cp", f"{lib}/*"]
         if not (data / "meta.properties").is_file():
             await self._format(common, props)
-        return [common[0], *JVM_FLAGS, *common[1:], MAIN_CLASS, str(props)]
+        return [common[0], *JVM_FLAGS, *sharing, *common[1:], MAIN_CLASS, str(props)]
 
     async def _format(self, common: list[str], props: Path) -> None:
         """kafka-storage.sh format, with static voters (so without --standalone)."""

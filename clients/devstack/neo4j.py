@@ -44,6 +44,8 @@ class Neo4j(Service):
     async def prepare(self) -> list[str]:
         lib = await jvm.resolve_classpath(self.name, self.pom(), self.paths.cache_dir)
         java = jvm.find_java(self.name, SUPPORTED_JAVA)
+        (self.home / "run").mkdir(parents=True, exist_ok=True)
+        sharing = jvm.class_sharing_flags(java, lib.parent, self.class_archive_record)
         for sub in ("data", "logs", "run", "import", "plugins"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         conf = self.home / "conf"
@@ -52,7 +54,7 @@ class Neo4j(Service):
                     heap=HEAP, pagecache=PAGECACHE)
         logs = self.home / "logs"
         return [
-            str(java), *JVM_FLAGS,
+            str(java), *JVM_FLAGS, *sharing,
             f"-XX:ErrorFile={logs}/hs_err_pid%p.log",
             "-cp", f"{self.home / 'plugins'}/*:{lib}/*", MAIN_CLASS,
             f"--home-dir={self.home}", f"--config-dir={conf}", "--console-mode",

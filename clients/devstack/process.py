@@ -18,9 +18,8 @@ import time
 from collections import deque
 from pathlib import Path
 
-# Bounded so that one lost signal cannot hang `down` for ever; Cassandra drains and Neo4j
-# checkpoints on SIGTERM, both well within this on a small dev data set.
-STOP_TIMEOUT_S = 45.0
+# Bounded so that one lost signal cannot hang `down` for ever.
+STOP_TIMEOUT_S = 90.0
 
 
 def spawn(argv: list[str], *, log_file: Path, env: dict[str, str]) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from clients.devstack import jvm
 from clients.devstack.errors import DevStackError
 
 # The repository's scripts/devstack (poms, config templates), next to this package in a
@@ -49,7 +50,7 @@ class StackPaths:
                                 or Path(os.environ.get("CEP_DATA_DIR") or ".cep") / "devstack")
         cache = cache_dir or Path(os.environ.get("CEP_DEVSTACK_CACHE") or ".cache/devstack")
         assets = assets_dir or Path(os.environ.get("CEP_DEVSTACK_ASSETS") or DEFAULT_ASSETS)
-        return cls(data.resolve(), cache.resolve(), assets.resolve())
+        return cls(Path(data).resolve(), Path(cache).resolve(), Path(assets).resolve())
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,9 @@ class Service(ABC):
     # Seconds from spawn until the probe must have succeeded, generous for a cold JVM on
     # two cores shared with three other servers.
     ready_timeout_s: ClassVar[float]
+    # SIGTERM-to-SIGKILL grace. Cassandra drains, Neo4j checkpoints, and a JVM's first run
+    # also writes its class archive (~15 s for Neo4j on two busy cores).
+    stop_timeout_s: ClassVar[float] = 90.0
 
     def __init__(self, paths: StackPaths, ports: Ports) -> None:
         self.paths = paths
@@ -86,6 +90,11 @@ class Service(ABC):
         return self.home / "logs" / "console.log"
 
     @property
+    def class_archive_record(self) -> Path:
+        """Where a JVM service notes the class archive its process writes at exit."""
+        return self.home / "run" / "class-archive.partial"
+
+    @property
     def markers(self) -> tuple[str, ...]:
         """Strings that all appear in this service's command line (guards pid reuse)."""
         return (str(self.home),)
@@ -102,6 +111,10 @@ class Service(ABC):
     @abstractmethod
     async def probe(self) -> None:
         """One real client round trip; raises while the service does not answer yet."""
+
+    def after_exit(self, *, exited_cleanly: bool) -> None:
+        """Called once the process is gone: keep (or drop) the class archive it wrote."""
+        jvm.adopt_class_archive(self.class_archive_record, exited_cleanly=exited_cleanly)
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)

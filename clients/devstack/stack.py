@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import fcntl
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,17 +64,20 @@ class DevStack:
     artifact cache (default ``.cache/devstack``) shared between data dirs."""
 
     def __init__(self, data_dir: Path | None = None, cache_dir: Path | None = None, *,
-                 ports: Ports | None = None, assets_dir: Path | None = None) -> None:
+                 ports: Ports | None = None, assets_dir: Path | None = None,
+                 service_types: Mapping[str, type[Service]] | None = None) -> None:
         self.paths = StackPaths.create(data_dir, cache_dir, assets_dir)
         self.ports = ports or Ports()
+        self.service_types = dict(service_types or SERVICE_TYPES)
 
     def services(self, only: Iterable[str] = ()) -> list[Service]:
-        wanted = set(only) or set(SERVICE_NAMES)
-        unknown = wanted - set(SERVICE_NAMES)
+        names = list(self.service_types)
+        wanted = set(only) or set(names)
+        unknown = wanted - set(names)
         if unknown:
             raise DevStackError(f"unknown service(s): {', '.join(sorted(unknown))}; "
-                                f"choose from {', '.join(SERVICE_NAMES)}")
-        return [SERVICE_TYPES[n](self.paths, self.ports) for n in SERVICE_NAMES if n in wanted]
+                                f"choose from {', '.join(names)}")
+        return [self.service_types[n](self.paths, self.ports) for n in names if n in wanted]
 
     def pids(self, only: Iterable[str] = ()) -> dict[str, int]:
         """Pids of the selected services that are running from this data dir."""
@@ -150,10 +153,12 @@ class DevStack:
                 raise DevStackError(f"{service.name}: {ports} already in use by a process this "
                                     f"dev stack ({self.paths.data_dir}) did not start")
             argv = await service.prepare()
+            prepared = time.monotonic()
+            pid = spawn(argv, log_file=service.log_file, env=service.environment())
         except DevStackError as exc:
             return _Launch(error=exc)
-        prepared = time.monotonic()
-        pid = spawn(argv, log_file=service.log_file, env=service.environment())
+        except OSError as exc:  # an unwritable data dir, an executable that will not run
+            return _Launch(error=DevStackError(f"{service.name}: {exc}"))
         write_pid(service.pid_file, pid)
         return _Launch(pid=pid, fresh=True, started=prepared, prepare_s=prepared - began)
 
@@ -176,9 +181,18 @@ class DevStack:
         while True:
             if not is_alive(pid):
                 service.pid_file.unlink(missing_ok=True)
+                service.after_exit(exited_cleanly=False)
                 return self._failed(service, endpoints, pid, "exited before it answered")
             try:
                 await asyncio.wait_for(service.probe(), PROBE_TIMEOUT_S)
+            except ImportError as exc:  # no client library: waiting would not help
+                await stop(pid, timeout_s=service.stop_timeout_s)
+                service.pid_file.unlink(missing_ok=True)
+                service.after_exit(exited_cleanly=False)
+                return ServiceReport(
+                    service.name, "failed", pid, endpoints, unavailable=True,
+                    detail=f"{service.name}: cannot check readiness without the Python "
+                           f"package {exc.name!r} (pip install it); stopped pid {pid}")
             except Exception as exc:  # any client error means "not ready yet"; keep polling
                 last_error = f"{type(exc).__name__}: {exc}"
             else:
@@ -187,8 +201,9 @@ class DevStack:
                                      time.monotonic() - launch.started)
             if time.monotonic() > deadline:
                 # A half-started server holds memory and ports: stop it so a retry starts clean.
-                await stop(pid)
+                await stop(pid, timeout_s=service.stop_timeout_s)
                 service.pid_file.unlink(missing_ok=True)
+                service.after_exit(exited_cleanly=False)
                 return self._failed(service, endpoints, pid,
                                     f"did not answer within {service.ready_timeout_s:.0f} s "
                                     f"(last probe: {last_error}); stopped it")
@@ -206,10 +221,12 @@ class DevStack:
         pid = running_pid(service.pid_file, service.markers)
         if pid is None:
             service.pid_file.unlink(missing_ok=True)  # stale: the process is gone
+            service.after_exit(exited_cleanly=False)
             report = ServiceReport(service.name, "down", None, endpoints)
         else:
-            killed = await stop(pid)
+            killed = await stop(pid, timeout_s=service.stop_timeout_s)
             service.pid_file.unlink(missing_ok=True)
+            service.after_exit(exited_cleanly=not killed)
             report = ServiceReport(service.name, "killed" if killed else "stopped", pid,
                                    endpoints)
         if on_report is not None:
