@@ -1,0 +1,99 @@
+"""The Cassandra keyspace: versioned, idempotent migrations applied at start.
+
+Tables are keyed for the queries they serve (see shared/DESIGN.md, "Stores"):
+events by (project, user, day) and by (project, session_key, day), clustered by
+(time, insert_id); events by id for de-duplication; sessions by (project, day), by
+(project, session_key) and by id; identities by device; traits by user; dead letters by
+(project, bucket); and a per-deployment ``meta`` table (log offset, dead-letter sequence,
+schema version). Days are UTC dates (``date``) of the event or session start time.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_EVENT_COLUMNS_CQL = """
+    insert_id text, dedupe_key bigint, event_name text, category text, time bigint,
+    ingest_time bigint, distinct_user_id text, device_id text, session_key text,
+    session_id text, producer_session_id text, source_id text, url text, ip text,
+    user_agent text, city text, state text, country text, postal_code text, lat double,
+    long double, device_type text, os text, os_version text, browser text,
+    app_version text, properties text"""
+
+_SESSION_COLUMNS_CQL = """
+    session_id text, session_key text, producer boolean, device_id text, user_id text,
+    start_time bigint, end_time bigint, events int, landing_url text, exit_url text,
+    first_event text, last_event text, converted boolean, closed boolean, crashed boolean,
+    last_insert_id text, source_id text, app_version text, ip text, user_agent text,
+    city text, state text, country text, postal_code text, lat double, long double,
+    device_type text, os text, browser text"""
+
+# Each migration is a list of statements; all are IF NOT EXISTS, so re-running is harmless.
+MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE TABLE IF NOT EXISTS {ks}.meta (key text PRIMARY KEY, value bigint)",
+        "CREATE TABLE IF NOT EXISTS {ks}.events_by_id (project text,"
+        + _EVENT_COLUMNS_CQL + ", PRIMARY KEY ((project, insert_id)))",
+        "CREATE TABLE IF NOT EXISTS {ks}.events_by_user (project text, user text, day date,"
+        + _EVENT_COLUMNS_CQL
+        + ", PRIMARY KEY ((project, user, day), time, insert_id))",
+        "CREATE TABLE IF NOT EXISTS {ks}.events_by_session_key (project text, day date,"
+        + _EVENT_COLUMNS_CQL
+        + ", PRIMARY KEY ((project, session_key, day), time, insert_id))",
+        "CREATE TABLE IF NOT EXISTS {ks}.sessions_by_id (project text,"
+        + _SESSION_COLUMNS_CQL + ", PRIMARY KEY ((project, session_id)))",
+        "CREATE TABLE IF NOT EXISTS {ks}.sessions_by_day (project text, day date,"
+        + _SESSION_COLUMNS_CQL
+        + ", PRIMARY KEY ((project, day), start_time, session_id))",
+        "CREATE TABLE IF NOT EXISTS {ks}.sessions_by_key (project text,"
+        + _SESSION_COLUMNS_CQL
+        + ", PRIMARY KEY ((project, session_key), start_time, session_id))",
+        "CREATE TABLE IF NOT EXISTS {ks}.identities (project text, device_id text, "
+        "user_id text, tie_time bigint, PRIMARY KEY ((project, device_id)))",
+        "CREATE TABLE IF NOT EXISTS {ks}.profile_traits (project text, user_id text, "
+        "key text, value_text text, value_num double, set_at bigint, "
+        "PRIMARY KEY ((project, user_id), key))",
+        "CREATE TABLE IF NOT EXISTS {ks}.dead_letters (project text, bucket bigint, "
+        "id bigint, kind text, idx int, reason text, payload text, received_at bigint, "
+        "source text, status text, settled_at bigint, "
+        "PRIMARY KEY ((project, bucket), id))",
+        # The days a project has sessions on, so a wide scan only visits those partitions.
+        "CREATE TABLE IF NOT EXISTS {ks}.session_days (project text, day date, "
+        "PRIMARY KEY ((project), day))",
+        # Which dead-letter ids a committed step got, so a replayed step reuses them.
+        "CREATE TABLE IF NOT EXISTS {ks}.dead_letter_steps (next_offset bigint PRIMARY KEY, "
+        "first_id bigint)",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+_KEYSPACE_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
+
+
+def check_keyspace(name: str) -> str:
+    """Keyspace names are interpolated into DDL, so accept only plain identifiers."""
+    if not _KEYSPACE_NAME.fullmatch(name):
+        raise ValueError(f"keyspace: {name!r} is not a lower-case CQL identifier")
+    return name
+
+
+def migrate(session: Any, keyspace: str, replication_factor: int = 1) -> int:
+    """Create the keyspace and apply the migrations not yet recorded; returns the version.
+
+    Idempotent: every statement is IF NOT EXISTS and the version row only moves forward.
+    """
+    ks = check_keyspace(keyspace)
+    session.execute(
+        f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
+        f"{{'class': 'SimpleStrategy', 'replication_factor': {int(replication_factor)}}}"
+    )
+    session.execute(f"CREATE TABLE IF NOT EXISTS {ks}.meta (key text PRIMARY KEY, value bigint)")
+    row = session.execute(f"SELECT value FROM {ks}.meta WHERE key = %s",
+                          ["schema_version"]).one()
+    current = int(row[0]) if row else 0
+    for version in range(current, SCHEMA_VERSION):
+        for statement in MIGRATIONS[version]:
+            session.execute(statement.format(ks=ks))
+        session.execute(f"INSERT INTO {ks}.meta (key, value) VALUES (%s, %s)",
+                        ["schema_version", version + 1])
+    return SCHEMA_VERSION

@@ -1,0 +1,472 @@
+"""The distributed store: the same ports as ``DuckDBStore``, on Cassandra.
+
+Every table is keyed for the query it serves (``storage/cassandra_schema.py``); every
+statement is prepared and parameterized; nothing uses ALLOW FILTERING. Writes are upserts,
+so replaying a step writes the same cells again. Cassandra has no multi-table transaction:
+``commit`` writes the step's rows first and its log offset last, so a crash in between
+replays the step, which is harmless. The resolved identity / profile-first join that
+DuckDB does in SQL is done here in Python over the fetched rows (``_resolve_sessions``),
+giving the same columns and values. Times are int milliseconds, UTC; a row's ``day`` is
+the UTC date of its event time or session start time.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
+from cassandra.policies import RoundRobinPolicy
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
+from cassandra.util import Date
+
+from storage.cassandra_schema import check_keyspace, migrate
+from storage.duckdb_store import (
+    _EVENT_COLUMNS,
+    _EVENT_TYPES,
+    _ROW_FIELDS,
+    _SESSION_COLUMNS,
+    _SESSION_TYPES,
+    _events_table,
+    _session_tuple,
+)
+from storage.ports import KeyRange, SessionQuery, WriteBatch
+from stream.contract.event import Event
+from stream.operators.sessionize import SessionRow
+
+DAY_MS = 86_400_000
+DEAD_BUCKET = 10_000  # dead letters per (project, bucket) partition
+CONCURRENCY = 64
+# Rows per single-partition unlogged batch: ~20 event rows stay near Cassandra's 5 KiB
+# batch_size_warn_threshold.
+PARTITION_BATCH_ROWS = 20
+_U64 = 1 << 64
+_I63 = 1 << 63
+
+_EVENT_FIELDS = _EVENT_COLUMNS  # project, insert_id, dedupe_key, …, properties
+_SESSION_FIELDS = _SESSION_COLUMNS
+_RESOLVED = ["resolved_user", "r_city", "r_state", "r_country", "r_postal_code", "r_lat",
+             "r_long", "r_device_type", "r_os"]
+_RESOLVED_TYPES = {"r_lat": pa.float64(), "r_long": pa.float64()}
+_DEAD_COLUMNS = ["id", "kind", "idx", "reason", "payload", "received_at", "source", "status"]
+_DEAD_TYPES = {"id": pa.int64(), "idx": pa.int32(), "received_at": pa.int64()}
+# Profile columns taken from traits: (column, trait keys, numeric?).
+_PROFILE = [("city", ("city",), False), ("state", ("state",), False),
+            ("country", ("country",), False), ("postal_code", ("postal_code",), False),
+            ("lat", ("lat", "latitude"), True), ("long", ("long", "longitude", "lng"), True),
+            ("device_type", ("device_type",), False), ("os", ("os",), False)]
+
+
+def day_of(ms: int) -> Date:
+    """The UTC date holding ``ms``."""
+    return Date(ms // DAY_MS)
+
+
+def _signed(key: int) -> int:
+    return key - _U64 if key >= _I63 else key
+
+
+def _unsigned(key: int) -> int:
+    return key + _U64 if key < 0 else key
+
+
+def _arrow(rows: Sequence[Sequence[Any]], columns: list[str], types: dict[str, Any]) -> pa.Table:
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
+    return pa.Table.from_arrays(
+        [pa.array(list(c), type=types.get(n, pa.string())) for n, c in zip(columns, cols,
+                                                                          strict=True)],
+        names=columns)
+
+
+class CassandraStore:
+    """All distributed tables in one keyspace (default ``cep``); implements the ports."""
+
+    def __init__(self, hosts: Sequence[str] = ("127.0.0.1",), port: int = 9042,
+                 keyspace: str = "cep", replication_factor: int = 1) -> None:
+        self.keyspace = check_keyspace(keyspace)
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(),
+                                   row_factory=tuple_factory, request_timeout=30)
+        self._cluster = Cluster(list(hosts), port=port, protocol_version=5,
+                                execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+        self._session: Session = self._cluster.connect()
+        migrate(self._session, self.keyspace, replication_factor)
+        self._session.set_keyspace(self.keyspace)
+        self._prepared: dict[str, PreparedStatement] = {}
+
+    def close(self) -> None:
+        self._cluster.shutdown()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _stmt(self, cql: str) -> PreparedStatement:
+        stmt = self._prepared.get(cql)
+        if stmt is None:
+            stmt = self._prepared[cql] = self._session.prepare(cql)
+        return stmt
+
+    def _run(self, cql: str, params: Iterable[Sequence[Any]]) -> list[list[tuple[Any, ...]]]:
+        """Run one prepared statement once per parameter tuple, concurrently; rows of each."""
+        params = list(params)
+        if not params:
+            return []
+        results = execute_concurrent_with_args(
+            self._session, self._stmt(cql), params, concurrency=CONCURRENCY,
+            raise_on_first_error=True, results_generator=False)
+        return [list(result) for _ok, result in results]
+
+    def _run_grouped(self, cql: str, params: Iterable[Sequence[Any]], key_width: int) -> None:
+        """Write rows in unlogged batches of one partition each (the first ``key_width``
+        parameters are the partition key): far fewer round trips than one statement a row,
+        and no coordinator fan-out, unlike multi-partition batches."""
+        stmt = self._stmt(cql)
+        groups: dict[tuple[Any, ...], list[Sequence[Any]]] = {}
+        for row in params:
+            groups.setdefault(tuple(row[:key_width]), []).append(row)
+        batches = []
+        for rows in groups.values():
+            for i in range(0, len(rows), PARTITION_BATCH_ROWS):
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for row in rows[i:i + PARTITION_BATCH_ROWS]:
+                    batch.add(stmt, row)
+                batches.append(batch)
+        execute_concurrent(self._session, [(b, ()) for b in batches], concurrency=CONCURRENCY,
+                           raise_on_first_error=True, results_generator=False)
+
+    def _one(self, cql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return list(self._session.execute(self._stmt(cql), params))
+
+    @staticmethod
+    def _insert(table: str, columns: list[str]) -> str:
+        return (f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)})")
+
+    # -- processing side -----------------------------------------------------------------
+
+    def checkpoint(self) -> int:
+        rows = self._one("SELECT value FROM meta WHERE key = ?", ["log_offset"])
+        return int(rows[0][0]) if rows else 0
+
+    def dedupe_keys(self) -> np.ndarray[Any, np.dtype[np.uint64]]:
+        """Every stored event's dedupe key: a full scan, done once when a runner starts."""
+        keys = [_unsigned(r[0]) for r in self._one("SELECT dedupe_key FROM events_by_id", [])]
+        return np.array(keys, dtype=np.uint64)
+
+    def existing_insert_ids(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        pairs = list(dict.fromkeys(pairs))
+        found = self._run("SELECT project, insert_id FROM events_by_id "
+                          "WHERE project = ? AND insert_id = ?", pairs)
+        return {(r[0], r[1]) for rows in found for r in rows}
+
+    def last_sessions(self, keys: list[tuple[str, str]]) -> list[SessionRow]:
+        keys = list(dict.fromkeys(keys))
+        fields = ", ".join(_ROW_FIELDS)
+        found = self._run(f"SELECT {fields} FROM sessions_by_key "
+                          "WHERE project = ? AND session_key = ?", keys)
+        rows = []
+        for partition in found:
+            if partition:
+                end, last = _ROW_FIELDS.index("end_time"), _ROW_FIELDS.index("last_insert_id")
+                rows.append(_row(max(partition, key=lambda r: (r[end], r[last]))))
+        return rows
+
+    def sessions_overlapping(self, ranges: list[KeyRange]) -> list[SessionRow]:
+        """Stored sessions of each (project, key) overlapping its [lo, hi]."""
+        fields = ", ".join(_ROW_FIELDS)
+        found = self._run(f"SELECT {fields} FROM sessions_by_key WHERE project = ? "
+                          "AND session_key = ? AND start_time <= ?",
+                          [(p, k, hi) for p, k, _lo, hi in ranges])
+        end = _ROW_FIELDS.index("end_time")
+        return [_row(r) for (_p, _k, lo, _hi), rows in zip(ranges, found, strict=True)
+                for r in rows if r[end] >= lo]
+
+    def events_in_ranges(self, ranges: list[KeyRange]) -> list[tuple[Event, str]]:
+        """Stored events of each (project, key) with time in [lo, hi], with their session."""
+        params = [(p, k, Date(d), lo, hi) for p, k, lo, hi in ranges
+                  for d in range(lo // DAY_MS, hi // DAY_MS + 1)]
+        found = self._run(
+            "SELECT project, insert_id, event_name, category, time, ingest_time, "
+            "distinct_user_id, device_id, producer_session_id, source_id, url, ip, "
+            "user_agent, app_version, session_id FROM events_by_session_key "
+            "WHERE project = ? AND session_key = ? AND day = ? AND time >= ? AND time <= ?",
+            params)
+        return [
+            (Event(project=r[0], insert_id=r[1], event_name=r[2], category=r[3], time=r[4],
+                   ingest_time=r[5], distinct_user_id=r[6], device_id=r[7], session_id=r[8],
+                   source_id=r[9], url=r[10], ip=r[11], user_agent=r[12], app_version=r[13]),
+             r[14])
+            for rows in found for r in rows
+        ]
+
+    def commit(self, batch: WriteBatch) -> None:
+        """Write one processing step, then its log offset. Replaying a step is harmless."""
+        if batch.events:
+            self._write_events(batch)
+        if batch.moved_events:
+            self._move_events(batch.moved_events)
+        if batch.deleted_sessions or batch.sessions:
+            self._write_sessions(batch)
+        if batch.ties:
+            self._write_ties(batch.ties)
+        if batch.traits:
+            self._write_traits(batch.traits)
+        if batch.dead:
+            self._write_dead(batch)
+        if batch.settled_dead:
+            self._settle_dead(batch.settled_dead)
+        self._one("INSERT INTO meta (key, value) VALUES (?, ?)",
+                  ["log_offset", batch.next_offset])
+
+    def _write_events(self, batch: WriteBatch) -> None:
+        table = _events_table(batch.events)
+        cols = {name: table.column(name).to_pylist() for name in _EVENT_FIELDS}
+        cols["dedupe_key"] = [_signed(k) for k in cols["dedupe_key"]]
+        rows = list(zip(*(cols[n] for n in _EVENT_FIELDS), strict=True))
+        days = [day_of(t) for t in cols["time"]]
+        users = [u or d or "" for u, d in zip(cols["distinct_user_id"], cols["device_id"],
+                                              strict=True)]
+        self._run(self._insert("events_by_id", _EVENT_FIELDS), rows)
+        # Partition key first in the column list, so _run_grouped can group by it.
+        key_cols = ["project", "session_key", "day"]
+        rest = [c for c in _EVENT_FIELDS if c not in key_cols]
+        idx = {c: i for i, c in enumerate(_EVENT_FIELDS)}
+        self._run_grouped(
+            self._insert("events_by_session_key", [*key_cols, *rest]),
+            [(r[0], r[idx["session_key"]], d, *(r[idx[c]] for c in rest))
+             for r, d in zip(rows, days, strict=True)], 3)
+        user_cols = ["project", "user", "day"]
+        rest = [c for c in _EVENT_FIELDS if c != "project"]
+        self._run_grouped(
+            self._insert("events_by_user", [*user_cols, *rest]),
+            [(r[0], u, d, *r[1:]) for r, u, d in zip(rows, users, days, strict=True)], 3)
+
+    def _move_events(self, moves: list[tuple[str, str, str]]) -> None:
+        found = self._run("SELECT project, insert_id, distinct_user_id, device_id, "
+                          "session_key, time FROM events_by_id "
+                          "WHERE project = ? AND insert_id = ?", [(p, i) for p, i, _ in moves])
+        by_id: list[tuple[Any, ...]] = []
+        by_key: list[tuple[Any, ...]] = []
+        by_user: list[tuple[Any, ...]] = []
+        for (project, iid, sid), rows in zip(moves, found, strict=True):
+            if not rows:
+                continue  # DuckDB's UPDATE touches no row either
+            _p, _i, user, device, key, t = rows[0]
+            by_id.append((sid, project, iid))
+            by_key.append((sid, project, key, day_of(t), t, iid))
+            by_user.append((sid, project, user or device or "", day_of(t), t, iid))
+        self._run("UPDATE events_by_id SET session_id = ? WHERE project = ? AND insert_id = ?",
+                  by_id)
+        self._run("UPDATE events_by_session_key SET session_id = ? WHERE project = ? "
+                  "AND session_key = ? AND day = ? AND time = ? AND insert_id = ?", by_key)
+        self._run("UPDATE events_by_user SET session_id = ? WHERE project = ? "
+                  "AND user = ? AND day = ? AND time = ? AND insert_id = ?", by_user)
+
+    def _write_sessions(self, batch: WriteBatch) -> None:
+        new = {(r.project, r.session_id): (r, x) for r, x in batch.sessions}
+        ids = list(dict.fromkeys([*batch.deleted_sessions, *new]))
+        found = self._run("SELECT project, session_id, session_key, start_time FROM "
+                          "sessions_by_id WHERE project = ? AND session_id = ?", ids)
+        stale_key, stale_day, gone = [], [], []
+        for (project, sid), rows in zip(ids, found, strict=True):
+            if not rows:
+                continue
+            _p, _s, key, start = rows[0]
+            fresh = new.get((project, sid))
+            if fresh is None:
+                gone.append((project, sid))
+            if fresh is None or (fresh[0].session_key, fresh[0].start_time) != (key, start):
+                stale_key.append((project, key, start, sid))
+            if fresh is None or fresh[0].start_time != start:
+                stale_day.append((project, day_of(start), start, sid))
+        self._run("DELETE FROM sessions_by_key WHERE project = ? AND session_key = ? "
+                  "AND start_time = ? AND session_id = ?", stale_key)
+        self._run("DELETE FROM sessions_by_day WHERE project = ? AND day = ? "
+                  "AND start_time = ? AND session_id = ?", stale_day)
+        self._run("DELETE FROM sessions_by_id WHERE project = ? AND session_id = ?", gone)
+        rows = [_session_tuple(r, x) for r, x in new.values()]
+        self._run(self._insert("sessions_by_id", _SESSION_FIELDS), rows)
+        self._run(self._insert("sessions_by_key", _SESSION_FIELDS), rows)
+        self._run(self._insert("sessions_by_day", [*_SESSION_FIELDS, "day"]),
+                  [(*row, day_of(r.start_time)) for row, (r, _x) in zip(rows, new.values(),
+                                                                          strict=True)])
+        self._run("INSERT INTO session_days (project, day) VALUES (?, ?)",
+                  {(r.project, day_of(r.start_time)) for r, _x in new.values()})
+
+    def _write_ties(self, ties: list[tuple[str, str, str, int]]) -> None:
+        # A tie replaces the stored one only if it is not older (DuckDB: tie_time >= old).
+        latest: dict[tuple[str, str], tuple[str, int]] = {}
+        for project, device, user, at in ties:
+            old = latest.get((project, device))
+            if old is None or at >= old[1]:
+                latest[(project, device)] = (user, at)
+        keys = list(latest)
+        found = self._run("SELECT tie_time FROM identities WHERE project = ? AND device_id = ?",
+                          keys)
+        writes = [(p, d, *latest[(p, d)]) for (p, d), rows in zip(keys, found, strict=True)
+                  if not rows or rows[0][0] is None or latest[(p, d)][1] >= rows[0][0]]
+        self._run(self._insert("identities", ["project", "device_id", "user_id", "tie_time"]),
+                  writes)
+
+    def _write_traits(self, traits: list[tuple[str, str, str, Any, int]]) -> None:
+        rows = []
+        for project, user, key, value, at in traits:
+            num = (float(value) if isinstance(value, int | float) and not isinstance(value, bool)
+                   else None)
+            text = value if isinstance(value, str) else orjson.dumps(value).decode()
+            rows.append((project, user, key, text, num, at))
+        # Later traits of the same key win, as with DuckDB's INSERT OR REPLACE.
+        unique = list({(r[0], r[1], r[2]): r for r in rows}.values())
+        self._run(self._insert("profile_traits", ["project", "user_id", "key", "value_text",
+                                                  "value_num", "set_at"]), unique)
+
+    def _write_dead(self, batch: WriteBatch) -> None:
+        """Dead letters get ids from one deployment-wide sequence, like DuckDB's; a replayed
+        step finds the first id it was given and reuses it, so it duplicates nothing."""
+        step = self._one("SELECT first_id FROM dead_letter_steps WHERE next_offset = ?",
+                         [batch.next_offset])
+        if step:
+            first = int(step[0][0])
+        else:
+            seq = self._one("SELECT value FROM meta WHERE key = ?", ["dead_seq"])
+            first = (int(seq[0][0]) if seq else 0) + 1
+            self._one("INSERT INTO dead_letter_steps (next_offset, first_id) VALUES (?, ?)",
+                      [batch.next_offset, first])
+        rows = [(d.project, (first + i) // DEAD_BUCKET, first + i, d.kind, d.index, d.reason,
+                 d.payload.decode("utf-8", "replace"), d.received_at, d.source, "open")
+                for i, d in enumerate(batch.dead)]
+        self._run(self._insert("dead_letters", ["project", "bucket", "id", "kind", "idx",
+                                                "reason", "payload", "received_at", "source",
+                                                "status"]), rows)
+        last = first + len(batch.dead) - 1
+        seq = self._one("SELECT value FROM meta WHERE key = ?", ["dead_seq"])
+        if not seq or int(seq[0][0]) < last:
+            self._one("INSERT INTO meta (key, value) VALUES (?, ?)", ["dead_seq", last])
+
+    def _settle_dead(self, settled: list[tuple[str, int]]) -> None:
+        keys = [(p, i // DEAD_BUCKET, i) for p, i in settled]
+        found = self._run("SELECT id FROM dead_letters WHERE project = ? AND bucket = ? "
+                          "AND id = ?", keys)
+        now = int(_time.time() * 1000)
+        self._run("UPDATE dead_letters SET status = ?, settled_at = ? WHERE project = ? "
+                  "AND bucket = ? AND id = ?",
+                  [("replayed", now, *k) for k, rows in zip(keys, found, strict=True) if rows])
+
+    # -- query side ----------------------------------------------------------------------
+
+    def scan_sessions(self, project: str, query: SessionQuery) -> pa.Table:
+        if query.end <= query.start:
+            return self._resolved(project, [])
+        days = self._one("SELECT day FROM session_days WHERE project = ? AND day >= ? "
+                         "AND day <= ?",
+                         [project, day_of(query.start), day_of(query.end - 1)])
+        found = self._run(
+            f"SELECT {', '.join(_SESSION_FIELDS)} FROM sessions_by_day WHERE project = ? "
+            "AND day = ? AND start_time >= ? AND start_time < ?",
+            [(project, d[0], query.start, query.end) for d in days])
+        table = self._resolved(project, [r for rows in found for r in rows])
+        filters = [("r_city", query.city), ("r_state", query.state),
+                   ("r_country", query.country), ("r_device_type", query.device_type),
+                   ("r_os", query.os), ("app_version", query.app_version),
+                   ("resolved_user", query.user_id), ("device_id", query.device_id),
+                   ("converted", query.converted)]
+        for column, value in filters:
+            if value is not None:
+                mask = pa.array([v is not None and v == value
+                                 for v in table.column(column).to_pylist()], pa.bool_())
+                table = table.filter(mask)
+        return table.sort_by([("start_time", "ascending"), ("session_id", "ascending")])
+
+    def session(self, project: str, session_id: str) -> pa.Table:
+        rows = self._one(f"SELECT {', '.join(_SESSION_FIELDS)} FROM sessions_by_id "
+                         "WHERE project = ? AND session_id = ?", [project, session_id])
+        return self._resolved(project, rows)
+
+    def session_events(self, project: str, session_id: str) -> pa.Table:
+        found = self._one("SELECT session_key, start_time, end_time FROM sessions_by_id "
+                          "WHERE project = ? AND session_id = ?", [project, session_id])
+        rows: list[tuple[Any, ...]] = []
+        if found:
+            key, start, end = found[0]
+            params = [(project, key, Date(d), start, end)
+                      for d in range(start // DAY_MS, end // DAY_MS + 1)]
+            sid = _EVENT_FIELDS.index("session_id")
+            rows = [r for part in self._run(
+                f"SELECT {', '.join(_EVENT_FIELDS)} FROM events_by_session_key "
+                "WHERE project = ? AND session_key = ? AND day = ? AND time >= ? "
+                "AND time <= ?", params) for r in part if r[sid] == session_id]
+        dk = _EVENT_FIELDS.index("dedupe_key")
+        rows = [(*r[:dk], _unsigned(r[dk]), *r[dk + 1:]) for r in rows]
+        user, device = _EVENT_FIELDS.index("distinct_user_id"), _EVENT_FIELDS.index("device_id")
+        ties = self._identities(project, {r[device] for r in rows if r[device] is not None})
+        resolved = [(*r, r[user] if r[user] is not None else ties.get(r[device], r[device]))
+                    for r in rows]
+        resolved.sort(key=lambda r: (r[_EVENT_FIELDS.index("time")], r[1]))
+        return _arrow(resolved, [*_EVENT_FIELDS, "resolved_user"], _EVENT_TYPES)
+
+    def dead_letters(self, project: str, status: str | None, limit: int,
+                     after_id: int) -> pa.Table:
+        seq = self._one("SELECT value FROM meta WHERE key = ?", ["dead_seq"])
+        last = int(seq[0][0]) if seq else 0
+        out: list[tuple[Any, ...]] = []
+        bucket = max(after_id + 1, 0) // DEAD_BUCKET
+        while len(out) < limit and bucket <= last // DEAD_BUCKET:
+            for r in self._one(f"SELECT {', '.join(_DEAD_COLUMNS)} FROM dead_letters "
+                               "WHERE project = ? AND bucket = ? AND id > ?",
+                               [project, bucket, after_id]):
+                if not status or r[-1] == status:
+                    out.append(r)
+            bucket += 1
+        return _arrow(out[:max(limit, 0)], _DEAD_COLUMNS, _DEAD_TYPES)
+
+    def _identities(self, project: str, devices: set[str]) -> dict[str, str]:
+        keys = sorted(devices)
+        found = self._run("SELECT user_id FROM identities WHERE project = ? AND device_id = ?",
+                          [(project, d) for d in keys])
+        return {d: rows[0][0] for d, rows in zip(keys, found, strict=True)
+                if rows and rows[0][0] is not None}
+
+    def _profiles(self, project: str, users: set[str]) -> dict[str, dict[str, Any]]:
+        """Each user's profile columns, as DuckDB's ``profiles`` view computes them."""
+        keys = sorted(users)
+        found = self._run("SELECT key, value_text, value_num FROM profile_traits "
+                          "WHERE project = ? AND user_id = ?", [(project, u) for u in keys])
+        profiles = {}
+        for user, rows in zip(keys, found, strict=True):
+            if not rows:
+                continue
+            traits = {k: (text, num) for k, text, num in rows}
+            profile: dict[str, Any] = {}
+            for column, names, numeric in _PROFILE:
+                values = [traits[n][1 if numeric else 0] for n in names if n in traits]
+                values = [v for v in values if v is not None]
+                profile[column] = max(values) if values else None
+            profiles[user] = profile
+        return profiles
+
+    def _resolved(self, project: str, rows: list[tuple[Any, ...]]) -> pa.Table:
+        """Session rows plus ``resolved_user`` (own user, else the device's tie, else the
+        device) and the ``r_*`` columns (profile first, else the session's own)."""
+        user, device = _SESSION_FIELDS.index("user_id"), _SESSION_FIELDS.index("device_id")
+        ties = self._identities(project, {r[device] for r in rows if r[device] is not None})
+        resolved_users = [r[user] if r[user] is not None else ties.get(r[device], r[device])
+                          for r in rows]
+        profiles = self._profiles(project, {u for u in resolved_users if u is not None})
+        out = []
+        for r, ru in zip(rows, resolved_users, strict=True):
+            profile = profiles.get(ru, {}) if ru is not None else {}
+            extra = [ru]
+            for column, _names, _numeric in _PROFILE:
+                own = r[_SESSION_FIELDS.index(column)]
+                value = profile.get(column)
+                extra.append(value if value is not None else own)
+            out.append((*r, *extra))
+        return _arrow(out, [*_SESSION_FIELDS, *_RESOLVED],
+                      {**_SESSION_TYPES, **_RESOLVED_TYPES})
+
+
+def _row(r: Sequence[Any]) -> SessionRow:
+    return SessionRow(**dict(zip(_ROW_FIELDS, r, strict=True)))
