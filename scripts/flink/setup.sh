@@ -76,8 +76,12 @@ EOF
 # -- the connector jar -------------------------------------------------------------------
 say "resolving org.apache.flink:flink-sql-connector-kafka:$connector into $jars"
 mkdir -p "$jars"
-mvn -B -q -f "$pom" dependency:copy -Dflink.jars.dir="$jars" \
-    || fail "mvn dependency:copy failed for flink-sql-connector-kafka:$connector"
+mvn_log="$jars/.mvn.log"
+if ! mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy -Dflink.jars.dir="$jars" \
+        >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    fail "mvn dependency:copy failed for flink-sql-connector-kafka:$connector (is Maven Central reachable?)"
+fi
 [[ -f "$jar" ]] || fail "expected $jar after mvn dependency:copy"
 
 echo "$want" > "$stamp"

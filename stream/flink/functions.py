@@ -17,7 +17,7 @@ State and its clean-up, decided once (turning TTL on or off later breaks restore
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -36,7 +36,7 @@ from pyflink.datastream.state import (
 )
 
 from stream.contract.event import Event
-from stream.flink.keyed import Held, KeySessions
+from stream.flink.keyed import Head, Held, KeySessions
 from stream.flink.records import TooLate, WireFormat, event_decoder
 from stream.flink.sinks import Sink, SinkFactory
 from stream.operators.sessionize import Sessionizer, SessionRules, session_key
@@ -49,11 +49,15 @@ BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # smaller, but de-duplication must be exact.
 KEYED_EVENT = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), BYTES])
 KeyedEvent = tuple[str, str, int, bytes]
+# State values are msgpack bytes declared as pickled: in thread mode PyFlink 2.2 converts a
+# PRIMITIVE_ARRAY(BYTE) state value element by element into a tuple of ints (and fails on an
+# empty value); the pickled type hands the bytes through (pickle of bytes is a copy).
+STATE_BYTES = Types.PICKLED_BYTE_ARRAY()
 
 _encode = msgspec.msgpack.Encoder().encode
 _event = msgspec.msgpack.Decoder(Event)
+_head = msgspec.msgpack.Decoder(Head)
 _held = msgspec.msgpack.Decoder(Held)
-_event_sid = msgspec.msgpack.Decoder(tuple[Event, str])
 _tie = msgspec.msgpack.Decoder(tuple[str, int])
 
 
@@ -65,7 +69,7 @@ def _ttl(ms: int) -> StateTtlConfig:
             .build())
 
 
-class ParseEvents(FlatMapFunction):
+class ParseEvents(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
     """Kafka value / file line → ``KeyedEvent``. Undecodable input is logged and counted:
     the gateway validated every event, so one here means a producer outside the contract."""
 
@@ -73,7 +77,7 @@ class ParseEvents(FlatMapFunction):
         self._fmt = fmt
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._decode = event_decoder(self._fmt).decode
+        self._decode: Callable[[Any], Event] = event_decoder(self._fmt).decode
         self._bad = runtime_context.get_metrics_group().counter("undecodable_events")
 
     def flat_map(self, value: bytes | str) -> Iterator[KeyedEvent]:
@@ -88,12 +92,12 @@ class ParseEvents(FlatMapFunction):
                f"{event.project}\x1f{session_key(event)}", event.time, payload)
 
 
-class EventTime(TimestampAssigner):
+class EventTime(TimestampAssigner):  # type: ignore[misc]  # PyFlink is untyped
     def extract_timestamp(self, value: KeyedEvent, record_timestamp: int) -> int:
         return value[2]
 
 
-class Dedupe(KeyedProcessFunction):
+class Dedupe(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is untyped
     """Keyed by ``(project, insert_id)``: passes the first occurrence, within the TTL.
 
     Keyed apart from sessions on purpose: a retry that carries another device or session id
@@ -127,49 +131,33 @@ class _Timers:
     def register(self, timestamp: int) -> None:
         self._service.register_event_time_timer(timestamp)
 
-    def delete(self, timestamp: int) -> None:
-        self._service.delete_event_time_timer(timestamp)
-
 
 class _State:
     """``KeyState`` over Flink keyed state of the current key (values are msgpack)."""
 
-    __slots__ = ("_events", "_last", "_sessions", "_tie")
+    __slots__ = ("_head", "_older", "_tie")
 
-    def __init__(self, sessions: Any, events: Any, last: Any, tie: Any) -> None:
-        self._sessions, self._events, self._last, self._tie = sessions, events, last, tie
+    def __init__(self, head: Any, older: Any, tie: Any) -> None:
+        self._head, self._older, self._tie = head, older, tie
 
-    def session(self, session_id: str) -> Held | None:
-        raw = self._sessions.get(session_id)
-        return None if raw is None else _held.decode(raw)
+    def head(self) -> Head | None:
+        raw = self._head.value()
+        return None if raw is None else _head.decode(raw)
 
-    def sessions(self) -> Iterable[Held]:
-        return [_held.decode(raw) for raw in self._sessions.values()]
-
-    def put_session(self, held: Held) -> None:
-        self._sessions.put(held.row.session_id, _encode(held))
-
-    def remove_session(self, session_id: str) -> None:
-        self._sessions.remove(session_id)
-
-    def events(self) -> Iterable[tuple[Event, str]]:
-        return [_event_sid.decode(raw) for raw in self._events.values()]
-
-    def put_event(self, event: Event, session_id: str) -> None:
-        self._events.put(event.insert_id, _encode((event, session_id)))
-
-    def remove_event(self, insert_id: str) -> None:
-        self._events.remove(insert_id)
-
-    def last_session_id(self) -> str | None:
-        value: str | None = self._last.value()
-        return value
-
-    def set_last_session_id(self, session_id: str | None) -> None:
-        if session_id is None:
-            self._last.clear()
+    def set_head(self, head: Head | None) -> None:
+        if head is None:
+            self._head.clear()
         else:
-            self._last.update(session_id)
+            self._head.update(_encode(head))
+
+    def older(self, session_id: str) -> Held:
+        return _held.decode(self._older.get(session_id))
+
+    def put_older(self, held: Held) -> None:
+        self._older.put(held.row.session_id, _encode(held))
+
+    def remove_older(self, session_id: str) -> None:
+        self._older.remove(session_id)
 
     def tie(self) -> tuple[str, int] | None:
         raw = self._tie.value()
@@ -179,7 +167,7 @@ class _State:
         self._tie.update(_encode((user_id, time)))
 
 
-class Sessionize(KeyedProcessFunction):
+class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is untyped
     """Keyed by ``(project, session key)``: sessions with event-time timers, enrichment.
 
     Emits :data:`stream.flink.records.Output` values; see :mod:`stream.flink.keyed` for the
@@ -195,14 +183,13 @@ class Sessionize(KeyedProcessFunction):
         self._enrich = enrich
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        sessions = MapStateDescriptor("sessions", Types.STRING(), BYTES)
-        events = MapStateDescriptor("events", Types.STRING(), BYTES)
-        last = ValueStateDescriptor("last_session", Types.STRING())
-        tie = ValueStateDescriptor("tie", BYTES)
+        head = ValueStateDescriptor("head", STATE_BYTES)
+        older = MapStateDescriptor("older_sessions", Types.STRING(), STATE_BYTES)
+        tie = ValueStateDescriptor("tie", STATE_BYTES)
         tie.enable_time_to_live(_ttl(self._tie_ttl_ms))
-        self._state = _State(runtime_context.get_map_state(sessions),
-                             runtime_context.get_map_state(events),
-                             runtime_context.get_state(last), runtime_context.get_state(tie))
+        self._state = _State(runtime_context.get_state(head),
+                             runtime_context.get_map_state(older),
+                             runtime_context.get_state(tie))
         self._too_late = runtime_context.get_metrics_group().counter("too_late_events")
         from stream.operators.enrich import Enricher  # imports storage.ports → pyarrow
 
@@ -225,11 +212,12 @@ class Sessionize(KeyedProcessFunction):
 
     def process_element(self, value: KeyedEvent,
                         ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        event = _event.decode(value[3])
+        raw = value[3]
+        event = _event.decode(raw)
         service = ctx.timer_service()
         for out in self._logic(event.project).on_event(
-                self._state, _Timers(service), session_key(event), event,
-                service.current_watermark()):
+                self._state, _Timers(service), session_key(event), event, raw,
+                service.current_watermark):
             if isinstance(out, TooLate):
                 self._too_late.inc()
             yield out
@@ -241,7 +229,18 @@ class Sessionize(KeyedProcessFunction):
                                                  timestamp)
 
 
-class WriteSinks(FlatMapFunction):
+def _subtask_and_attempt(runtime_context: RuntimeContext) -> tuple[int, int]:
+    """PyFlink 2.2's thread-mode context still calls ``getIndexOfThisSubtask`` on the Java
+    context, which Flink 2 moved to ``getTaskInfo()``: ask the task info directly."""
+    try:
+        return (runtime_context.get_index_of_this_subtask(),
+                runtime_context.get_attempt_number())
+    except AttributeError:
+        info = runtime_context._runtime_context.getTaskInfo()
+        return info.getIndexOfThisSubtask(), info.getAttemptNumber()
+
+
+class WriteSinks(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
     """Hands every output to each sink, in order, before taking the next (no buffering:
     PyFlink gives Python functions no checkpoint hook, so a write must be done when
     ``write`` returns for a checkpoint to cover it). Emits nothing."""
@@ -250,8 +249,7 @@ class WriteSinks(FlatMapFunction):
         self._factories = list(factories)
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        subtask = runtime_context.get_index_of_this_subtask()
-        attempt = runtime_context.get_attempt_number()
+        subtask, attempt = _subtask_and_attempt(runtime_context)
         self._sinks: list[Sink] = [factory() for factory in self._factories]
         for sink in self._sinks:
             sink.open(subtask, attempt)
