@@ -1,0 +1,91 @@
+"""Kafka topic names for the distributed profile, and their idempotent creation.
+
+- ``raw.<category slug>``: accepted events, one topic per catalogue category ("User Actions"
+  → ``raw.user_actions``). A category outside the catalogue (a producer may send any) goes
+  to ``raw.custom_events``: topic names stay a small, known set that can be created up
+  front, instead of one topic per string a client invents.
+- ``profiles.raw``: accepted ``identify`` calls. Deliberately *not* under ``raw.``: the
+  PyFlink job subscribes to the pattern ``raw\\..*`` and decodes every value there as an
+  ``Event``; a profile would be an undecodable record to it.
+- ``events.dead``: rejected records with their reason, and settlements of replayed ones.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from stream.contract.registry import load_catalogue
+
+RAW_PREFIX = "raw."
+CUSTOM_TOPIC = "raw.custom_events"
+PROFILES_TOPIC = "profiles.raw"
+DEAD_TOPIC = "events.dead"
+DEFAULT_PARTITIONS = 6
+# Events and dead letters may be 1 MiB each (the contract's limit) plus their envelope; the
+# broker's default of about 1 MiB per record batch would refuse them.
+MAX_MESSAGE_BYTES = 4 << 20
+
+
+def slug(category: str) -> str:
+    """``"Delivery and Fulfillment"`` → ``"delivery_and_fulfillment"`` (Kafka-legal)."""
+    return re.sub(r"[^a-z0-9]+", "_", category.lower()).strip("_")
+
+
+def raw_topic(category: str) -> str:
+    return RAW_PREFIX + (slug(category) or "custom_events")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRouter:
+    """Which topic an event of a category goes to; ``known`` are the catalogue's."""
+
+    known: frozenset[str]
+
+    @classmethod
+    def from_catalogue(cls, extra: Iterable[str] = ()) -> TopicRouter:
+        categories = set(load_catalogue().category_descriptions) | set(extra)
+        return cls(frozenset(raw_topic(c) for c in categories) | {CUSTOM_TOPIC})
+
+    def for_category(self, category: str) -> str:
+        topic = raw_topic(category)
+        return topic if topic in self.known else CUSTOM_TOPIC
+
+    def all_topics(self) -> list[str]:
+        return sorted(self.known | {PROFILES_TOPIC, DEAD_TOPIC})
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[str], *,
+                        partitions: int = DEFAULT_PARTITIONS, replication: int = 1,
+                        request_timeout_ms: int = 10_000) -> list[str]:
+    """Create the ``topics`` that do not exist yet; returns the ones it created.
+
+    Idempotent: existing topics are left as they are (their partition count included), and
+    a topic created concurrently by someone else is not an error.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
+                                request_timeout_ms=request_timeout_ms)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = sorted(set(topics) - existing)
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [NewTopic(t, num_partitions=partitions, replication_factor=replication,
+                      topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)})
+             for t in missing])
+    finally:
+        await admin.close()
+    created = []
+    for error in response.topic_errors:
+        name, code = error[0], error[1]
+        if code == 0:
+            created.append(name)
+        elif for_code(code) is not TopicAlreadyExistsError:
+            raise for_code(code)(f"creating topic {name}: {error[2:]}")
+    return sorted(created)
