@@ -28,9 +28,9 @@ geo: $(STAMP)
 graphiql:
 	@scripts/build-graphiql.sh || echo "graphiql: not built; /graphql will say how to build it"
 
-# Debian's chromium for the headless browser tests (root + apt-get; skipped otherwise).
+# Debian's chromium (browser tests) and redis-server (dev stack), as root with apt-get.
 browser:
-	@scripts/install-chromium.sh
+	@scripts/install-debian-packages.sh
 
 run: $(STAMP) geo graphiql
 	$(BIN)/cep serve --demo --data $(DATA) --host $(HOST) --port $(PORT)
