@@ -1,0 +1,253 @@
+"""The journey graph in Neo4j (distributed profile), explorable in Neo4j Browser.
+
+Model, every node carrying ``project`` and every MERGE keyed by it::
+
+    (:User {project, id})-[:HAD]->(:Session {project, id})-[:FIRST]->(:Step)-[:NEXT]->(:Step)
+    (:Step {project, session, index, name, url})-[:IS]->(:EventType {project, name})
+    (:EventType)-[:LEADS_TO {count, sessions}]->(:EventType)
+
+``User.id`` is the session key (the user, else the device). ``LEADS_TO.count`` is how often
+one step directly followed the other, ``sessions`` in how many sessions — the same numbers
+as ``NetworkxJourneyGraph.transitions``.
+
+Each ``apply`` is one write transaction: it reads the touched sessions' stored steps, works
+out their new sequences in Python (removed, then replaced, then appended — as networkx
+does), rewrites only the steps that changed and moves ``LEADS_TO`` by the difference
+between the old and new transitions of each session. Counts therefore always equal what
+the stored steps imply; replaced and removed sessions are idempotent on replay. An append
+has no position, so replaying one is indistinguishable from the same steps happening
+again: pass the runner's ``offset`` and a session skips appends at or below the last offset
+it applied. All Cypher is parameterized and batched with UNWIND.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from neo4j import Driver, GraphDatabase, ManagedTransaction, NotificationDisabledClassification
+
+from graph.ports import GraphChanges, SessionRef, Step, Transition
+
+SCHEMA = (
+    "CREATE CONSTRAINT cep_user IF NOT EXISTS FOR (n:User) REQUIRE (n.project, n.id) IS UNIQUE",
+    "CREATE CONSTRAINT cep_session IF NOT EXISTS "
+    "FOR (n:Session) REQUIRE (n.project, n.id) IS UNIQUE",
+    "CREATE CONSTRAINT cep_step IF NOT EXISTS "
+    "FOR (n:Step) REQUIRE (n.project, n.session, n.index) IS UNIQUE",
+    "CREATE CONSTRAINT cep_event_type IF NOT EXISTS "
+    "FOR (n:EventType) REQUIRE (n.project, n.name) IS UNIQUE",
+    "CREATE INDEX cep_step_session IF NOT EXISTS FOR (n:Step) ON (n.project, n.session)",
+    "CREATE INDEX cep_step_name IF NOT EXISTS FOR (n:Step) ON (n.project, n.name)",
+)
+CONSTRAINTS = ("cep_user", "cep_session", "cep_step", "cep_event_type")
+
+_READ_STEPS = """
+UNWIND $refs AS ref
+MATCH (s:Session {project: ref.project, id: ref.session})
+OPTIONAL MATCH (st:Step {project: ref.project, session: ref.session})
+WITH ref, s, st ORDER BY st.index
+RETURN ref.project AS project, ref.session AS session, s.offset AS offset,
+       [x IN collect(st) | [x.name, x.url]] AS steps
+"""
+
+# Sessions that go or are rewritten lose their steps (from ``cut`` on) first.
+_CUT = """
+UNWIND $rows AS row
+MATCH (st:Step {project: row.project, session: row.session})
+WHERE st.index >= row.cut
+DETACH DELETE st
+"""
+
+_DROP_SESSIONS = """
+UNWIND $rows AS row
+MATCH (s:Session {project: row.project, id: row.session})
+DETACH DELETE s
+"""
+
+_UPSERT_SESSIONS = """
+UNWIND $rows AS row
+MERGE (s:Session {project: row.project, id: row.session})
+SET s.offset = coalesce(row.offset, s.offset)
+WITH s, row WHERE row.user IS NOT NULL
+MERGE (u:User {project: row.project, id: row.user})
+MERGE (u)-[:HAD]->(s)
+"""
+
+_EVENT_TYPES = """
+UNWIND $rows AS row
+MERGE (:EventType {project: row.project, name: row.name})
+"""
+
+_ADD_STEPS = """
+UNWIND $rows AS row
+MATCH (t:EventType {project: row.project, name: row.name})
+CREATE (st:Step {project: row.project, session: row.session, index: row.index,
+                 name: row.name, url: row.url})
+CREATE (st)-[:IS]->(t)
+"""
+
+_LINK_FIRST = """
+UNWIND $rows AS row
+MATCH (s:Session {project: row.project, id: row.session})
+MATCH (st:Step {project: row.project, session: row.session, index: 0})
+CREATE (s)-[:FIRST]->(st)
+"""
+
+_LINK_NEXT = """
+UNWIND $rows AS row
+MATCH (prev:Step {project: row.project, session: row.session, index: row.index - 1})
+MATCH (st:Step {project: row.project, session: row.session, index: row.index})
+CREATE (prev)-[:NEXT]->(st)
+"""
+
+_MOVE_LEADS_TO = """
+UNWIND $rows AS row
+MERGE (a:EventType {project: row.project, name: row.source})
+MERGE (b:EventType {project: row.project, name: row.target})
+MERGE (a)-[r:LEADS_TO]->(b)
+ON CREATE SET r.count = 0, r.sessions = 0, r.project = row.project
+SET r.count = r.count + row.count, r.sessions = r.sessions + row.sessions
+WITH r WHERE r.count <= 0
+DELETE r
+"""
+
+
+class Neo4jJourneyGraph:
+    """``uri`` e.g. ``bolt://127.0.0.1:7687``; creates its constraints and indexes (idempotent)."""
+
+    def __init__(self, uri: str, auth: tuple[str, str] | None = None,
+                 database: str | None = None) -> None:
+        # A step's url is often never set in a young graph: Cypher reading it would log
+        # "property key does not exist" on every read.
+        self._driver: Driver = GraphDatabase.driver(
+            uri, auth=auth,
+            notifications_disabled_classifications=[
+                NotificationDisabledClassification.UNRECOGNIZED])
+        self._database = database
+        for statement in SCHEMA:
+            self._driver.execute_query(statement, database_=database)
+        # New indexes fill in the background; until then every MATCH would scan labels.
+        self._driver.execute_query("CALL db.awaitIndexes($seconds)", seconds=300,
+                                   database_=database)
+
+    def close(self) -> None:
+        self._driver.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply(self, changes: GraphChanges, offset: int | None = None) -> None:
+        if not changes:
+            return
+        with self._driver.session(database=self._database) as session:
+            session.execute_write(self._apply, changes, offset)
+
+    def _apply(self, tx: ManagedTransaction, changes: GraphChanges,
+               offset: int | None) -> None:
+        refs = list(dict.fromkeys([*changes.removed, *changes.replaced, *changes.appended]))
+        old: dict[SessionRef, list[Step]] = {}
+        stored_offset: dict[SessionRef, int | None] = {}
+        for r in tx.run(_READ_STEPS, refs=[{"project": p, "session": s} for p, s in refs]):
+            ref = (r["project"], r["session"])
+            old[ref] = [(n, u) for n, u in r["steps"]]
+            stored_offset[ref] = r["offset"]
+        new: dict[SessionRef, list[Step] | None] = {ref: old.get(ref) for ref in refs}
+        for ref in changes.removed:
+            new[ref] = None
+        for ref, steps in changes.replaced.items():
+            new[ref] = list(steps)
+        for ref, steps in changes.appended.items():
+            new[ref] = (new[ref] or []) + list(steps)
+        if offset is not None:  # a session already at this offset saw these changes
+            refs = [ref for ref in refs if (stored_offset.get(ref) or -1) < offset]
+
+        cut: list[dict[str, Any]] = []
+        drop: list[dict[str, Any]] = []
+        upsert: list[dict[str, Any]] = []
+        add: list[dict[str, Any]] = []
+        delta: Counter[tuple[str, str, str]] = Counter()
+        seen_delta: Counter[tuple[str, str, str]] = Counter()
+        for ref in refs:
+            before, after = old.get(ref), new[ref]
+            p, sid = ref
+            keep = _common_prefix(before or [], after or [])
+            if before is not None and keep < len(before):
+                cut.append({"project": p, "session": sid, "cut": keep})
+            if after is None:
+                if before is not None:
+                    drop.append({"project": p, "session": sid})
+            else:
+                upsert.append({"project": p, "session": sid, "user": changes.keys.get(ref),
+                               "offset": offset})
+                add.extend({"project": p, "session": sid, "index": i, "name": n, "url": u}
+                           for i, (n, u) in enumerate(after[keep:], start=keep))
+            b_pairs, a_pairs = _pairs(p, before or []), _pairs(p, after or [])
+            delta.update(a_pairs)
+            delta.subtract(b_pairs)
+            seen_delta.update(set(a_pairs))
+            seen_delta.subtract(set(b_pairs))
+        moves = [{"project": p, "source": a, "target": b, "count": delta[k],
+                  "sessions": seen_delta[k]}
+                 for k in sorted(set(delta) | set(seen_delta)) for p, a, b in [k]
+                 if delta[k] or seen_delta[k]]
+        types = [{"project": p, "name": n} for p, n in dict.fromkeys(
+            (r["project"], r["name"]) for r in add)]
+        first = [r for r in add if r["index"] == 0]
+        later = [r for r in add if r["index"] > 0]
+        for query, rows in ((_CUT, cut), (_DROP_SESSIONS, drop), (_UPSERT_SESSIONS, upsert),
+                            (_EVENT_TYPES, types), (_ADD_STEPS, add), (_LINK_FIRST, first),
+                            (_LINK_NEXT, later), (_MOVE_LEADS_TO, moves)):
+            if rows:
+                tx.run(query, rows=rows).consume()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def session_steps(self, project: str, session_id: str) -> list[Step]:
+        records, _, _ = self._driver.execute_query(
+            "MATCH (st:Step {project: $project, session: $session}) "
+            "RETURN st.name AS name, st.url AS url ORDER BY st.index",
+            project=project, session=session_id, database_=self._database)
+        return [(r["name"], r["url"]) for r in records]
+
+    def sequences(self, project: str) -> Iterator[tuple[str, list[Step]]]:
+        records, _, _ = self._driver.execute_query(
+            "MATCH (s:Session {project: $project}) "
+            "OPTIONAL MATCH (st:Step {project: $project, session: s.id}) "
+            "WITH s, st ORDER BY st.index "
+            "RETURN s.id AS session, [x IN collect(st) | [x.name, x.url]] AS steps",
+            project=project, database_=self._database)
+        for r in records:
+            yield r["session"], [(n, u) for n, u in r["steps"]]
+
+    def transitions(self, project: str) -> list[Transition]:
+        records, _, _ = self._driver.execute_query(
+            "MATCH (a:EventType {project: $project})-[r:LEADS_TO]->"
+            "(b:EventType {project: $project}) "
+            "RETURN a.name AS source, b.name AS target, r.count AS count, "
+            "r.sessions AS sessions",
+            project=project, database_=self._database)
+        edges = [Transition(r["source"], r["target"], r["count"], r["sessions"])
+                 for r in records]
+        return sorted(edges, key=lambda t: (-t.count, t.source, t.target))
+
+    def sessions_count(self, project: str) -> int:
+        records, _, _ = self._driver.execute_query(
+            "MATCH (s:Session {project: $project}) RETURN count(s) AS n",
+            project=project, database_=self._database)
+        return int(records[0]["n"])
+
+
+def _common_prefix(a: list[Step], b: list[Step]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _pairs(project: str, steps: list[Step]) -> Counter[tuple[str, str, str]]:
+    names = [n for n, _ in steps]
+    return Counter((project, a, b) for a, b in zip(names, names[1:], strict=False))
+

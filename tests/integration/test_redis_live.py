@@ -1,0 +1,274 @@
+"""RedisLiveStore against a real Redis: the behaviour of InProcessLiveStore, shared.
+
+Batches are published and read back with their ids; a reader resumes after any id without
+a gap; a subscriber sees events published from another thread within a second; a slow one
+is dropped with the reason; projects never see each other; streams stay near MAXLEN.
+Redis comes from the dev stack on a free port with a temporary data dir; a missing
+``redis-server`` skips here and fails under CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from clients.devstack import DevStack, DevStackError, Ports, ServiceUnavailable
+from storage.live import InProcessLiveStore, LiveEvent, SubscriberDropped
+from storage.ports import Enrichment, StoredEvents
+from storage.redis_live import RedisLiveStore, live_id, redis_key, stream_id
+from stream.contract.event import Event
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = 1_760_000_000_000
+MIN = 60_000
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    cache = Path(os.environ.get("CEP_DEVSTACK_CACHE") or REPO / ".cache" / "devstack")
+    dev = DevStack(tmp_path_factory.mktemp("redis"), cache, ports=Ports(redis=port))
+    try:
+        asyncio.run(dev.up(["redis"]))
+    except ServiceUnavailable as exc:
+        asyncio.run(dev.down(["redis"]))
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis prerequisites are missing under CI:\n{exc}")
+        pytest.skip(f"Redis prerequisites are missing:\n{exc}")
+    except DevStackError:
+        asyncio.run(dev.down(["redis"]))
+        raise
+    yield f"redis://127.0.0.1:{port}"
+    asyncio.run(dev.down(["redis"]))
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[RedisLiveStore]:
+    s = RedisLiveStore(redis_url, maxlen=200, queue_bound=50, block_ms=2000)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def project() -> str:
+    """A random project per test instead of flushing the database."""
+    return f"p{uuid.uuid4().hex[:10]}"
+
+
+def batch(project: str, rows: list[tuple[str, str, str, int]], first: int = 0) -> StoredEvents:
+    """``(session, user, event name, minute)`` rows as one step of the runner."""
+    out = StoredEvents()
+    for i, (sid, user, name, minute) in enumerate(rows, start=first):
+        out.events.append(Event(project, f"e{i}", name, "c", T0 + minute * MIN, T0,
+                                distinct_user_id=user, device_id=f"d-{user}",
+                                url=f"/{name.lower()}" if i % 2 else None))
+        out.session_ids.append(sid)
+        out.session_keys.append(user)
+        out.enrichments.append(Enrichment(city="Oslo", country="NO", device_type="mobile",
+                                          os="iOS"))
+    return out
+
+
+async def until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
+    """Poll with a timeout (the store offers no event to wait on for registrations)."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def shape(events: list[LiveEvent]) -> list[tuple[str, str, str, int, str | None]]:
+    return [(e.session_id, e.user_id, e.insert_id, e.time, e.url) for e in events]
+
+
+def test_publish_and_read_like_the_in_process_store(store: RedisLiveStore,
+                                                    project: str) -> None:
+    memory = InProcessLiveStore(maxlen=200)
+    steps = [batch(project, [("s1", "u1", "Search", 0), ("s2", "u2", "App Launch", 1),
+                             ("s1", "u1", "Add to Cart", 2)]),
+             batch(project, [("s1", "u1", "Purchase", 4), ("s2", "u2", "Search", 3),
+                             ("s1", "u1", "Late", 1)], first=3)]
+    for step in steps:
+        store.publish(step)
+        memory.publish(step)
+    for key in ((project, "session", "s1"), (project, "user", "u2"), (project, "all", "")):
+        assert shape(store.read(key)) == shape(memory.read(key))
+    ids = [e.id for e in store.read((project, "all", ""))]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 6
+    # one id per event on every stream it is in
+    assert {e.id for e in store.read((project, "session", "s1"))} <= set(ids)
+    assert store.read((project, "all", ""))[0] == LiveEvent(
+        ids[0], project, "s1", "u1", "d-u1", "e0", "Search", "c", T0, None, "{}", "Oslo",
+        "NO", "mobile", "iOS")
+    now = T0 + 10 * MIN
+
+    def sessions(s: RedisLiveStore | InProcessLiveStore) -> list[tuple[object, ...]]:
+        return [(o.session_id, o.user_id, o.device_id, o.started, o.last_event_time, o.events,
+                 o.last_event, o.city) for o in s.open_sessions(project, now)]
+
+    assert sessions(store) == sessions(memory)
+    assert sessions(store)[0][:7] == ("s1", "u1", "d-u1", T0, T0 + 4 * MIN, 4, "Purchase")
+    assert store.open_sessions(project, T0 + 40 * MIN) == []  # past the 30 min timeout
+    assert stream_id(live_id("1760000000000-7")) == "1760000000000-7"
+
+
+def test_resume_after_any_id_without_gaps(store: RedisLiveStore, project: str) -> None:
+    for b in range(5):
+        store.publish(batch(project, [("s1", "u1", "View", b * 10 + i) for i in range(10)],
+                            first=b * 10))
+    everything = store.read((project, "all", ""))
+    assert len(everything) == 50
+    for cut in (0, 1, 17, 49):
+        after = everything[cut].id
+        resumed: list[LiveEvent] = []
+        while page := store.read((project, "all", ""), after=after, limit=7):
+            resumed += page
+            after = page[-1].id
+        assert resumed == everything[cut + 1:]
+    # an id seen on the project stream is a resume point on the session stream too
+    assert store.read((project, "session", "s1"), after=everything[9].id) == everything[10:]
+
+
+async def test_subscriber_sees_events_from_another_thread_within_a_second(
+        store: RedisLiveStore, project: str) -> None:
+    store.publish(batch(project, [("s1", "u1", "Old", 0)]))
+    seen = store.read((project, "session", "s1"))[-1].id
+    got: list[tuple[LiveEvent, float]] = []
+    published = 0.0
+
+    async def follow() -> None:
+        async with contextlib.aclosing(store.subscribe((project, "session", "s1"),
+                                                       after=seen)) as events:
+            async for e in events:
+                got.append((e, time.monotonic()))
+                if len(got) == 3:
+                    return
+
+    task = asyncio.create_task(follow())
+    other = asyncio.create_task(_follow_all(store, project))  # a second stream, same reader
+    await until(lambda: store.subscriber_count == 2)
+    assert store.reader_count == 1  # one XREAD loop serves both streams
+
+    def publish() -> None:
+        nonlocal published
+        published = time.monotonic()
+        store.publish(batch(project, [("s1", "u1", "New", i + 1) for i in range(3)], first=1))
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    await asyncio.wait_for(task, 5)
+    thread.join()
+    assert [e.insert_id for e, _ in got] == ["e1", "e2", "e3"]
+    assert max(at for _, at in got) - published < 1.0
+    assert [e.insert_id for e in await asyncio.wait_for(other, 5)] == ["e1", "e2", "e3"]
+    assert store.subscriber_count == 0
+    assert store.reader_count == 0
+
+
+async def _follow_all(store: RedisLiveStore, project: str) -> list[LiveEvent]:
+    out = []
+    async with contextlib.aclosing(store.subscribe((project, "all", ""))) as events:
+        async for e in events:
+            out.append(e)
+            if len(out) == 3:
+                return out
+    return out
+
+
+async def test_resume_in_subscribe_has_no_gap_or_duplicate(store: RedisLiveStore,
+                                                           project: str) -> None:
+    store.publish(batch(project, [("s1", "u1", "View", i) for i in range(30)]))
+    first = store.read((project, "all", ""))
+    got: list[str] = []
+
+    async def follow() -> None:
+        async with contextlib.aclosing(store.subscribe((project, "all", ""),
+                                                       after=first[11].id)) as events:
+            async for e in events:
+                got.append(e.insert_id)
+                if len(got) == 28:
+                    return
+
+    task = asyncio.create_task(follow())
+    await asyncio.to_thread(store.publish,
+                            batch(project, [("s1", "u1", "View", i) for i in range(10)], 30))
+    await asyncio.wait_for(task, 5)
+    assert got == [f"e{i}" for i in range(12, 40)]
+
+
+async def test_slow_subscriber_is_dropped_with_the_reason(store: RedisLiveStore,
+                                                          project: str) -> None:
+    events = store.subscribe((project, "all", ""))
+    first = asyncio.ensure_future(events.__anext__())
+    await until(lambda: store.subscriber_count == 1)
+    await asyncio.to_thread(store.publish,
+                            batch(project, [("s1", "u1", "View", i) for i in range(120)]))
+    received: list[LiveEvent] = []
+
+    async def drain() -> None:
+        received.append(await first)  # nobody read while 120 arrived: dropped at once
+        while True:
+            received.append(await events.__anext__())
+
+    with pytest.raises(SubscriberDropped, match="fell more than 50 events behind"):
+        await asyncio.wait_for(drain(), 5)
+    assert len(received) <= 50
+    await events.aclose()
+    assert store.subscriber_count == 0
+
+
+def test_projects_are_isolated(store: RedisLiveStore) -> None:
+    a, b = f"a{uuid.uuid4().hex[:8]}", f"b{uuid.uuid4().hex[:8]}"
+    store.publish(batch(a, [("s1", "u1", "Search", 0)]))
+    store.publish(batch(b, [("s1", "u1", "Purchase", 0), ("s2", "u1", "Search", 1)]))
+    assert [e.event_name for e in store.read((a, "session", "s1"))] == ["Search"]
+    assert [e.project for e in store.read((b, "user", "u1"))] == [b, b]
+    assert [s.session_id for s in store.open_sessions(a, T0)] == ["s1"]
+    assert {s.session_id for s in store.open_sessions(b, T0 + MIN)} == {"s1", "s2"}
+    assert redis_key((a, "all", "")) == f"cep:{{{a}}}:all"
+
+
+def test_streams_stay_near_maxlen_and_keys_expire(store: RedisLiveStore, redis_url: str,
+                                                  project: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    node = int(str(client.config_get("stream-node-max-entries")["stream-node-max-entries"]))
+    started = time.monotonic()
+    for b in range(20):
+        store.publish(batch(project, [("s1", f"u{i % 3}", "View", i) for i in range(500)],
+                            first=b * 500))
+    rate = 10_000 / (time.monotonic() - started)
+    print(f"redis: {rate:.0f} events/s published in batches of 500")  # noqa: T201
+    for key in ((project, "session", "s1"), (project, "all", "")):
+        assert 200 <= client.xlen(redis_key(key)) <= 200 + node
+    assert len(store.read((project, "all", ""), limit=10_000)) <= 200 + node
+    assert 0 < client.pttl(f"cep:{{{project}}}:session:s1") <= 2 * 60 * 60 * 1000
+    assert client.pttl(redis_key((project, "session", "s1"))) > 0
+    assert client.pttl(redis_key((project, "all", ""))) == -1  # bounded by MAXLEN only
+    client.close()
+
+
+def test_open_sessions_are_bounded(redis_url: str, project: str) -> None:
+    store = RedisLiveStore(redis_url, max_open_sessions=5)
+    store.publish(batch(project, [(f"s{i}", "u1", "View", i) for i in range(12)]))
+    assert [s.session_id for s in store.open_sessions(project, T0 + 12 * MIN)] == [
+        "s11", "s10", "s9", "s8", "s7"]
+    store.close()
