@@ -9,9 +9,8 @@ State and its clean-up, decided once (turning TTL on or off later breaks restore
 - de-duplication: ``ValueState`` per ``(project, insert_id)`` with a processing-time TTL
   (``dedupe_ttl_ms``, written on create, expired values never returned, dropped in full
   snapshots). A duplicate arriving later than the TTL after the first is not recognised.
-- the device's last tie to a user: ``ValueState`` with a processing-time TTL (an expired one
-  only means the tie is sent again).
-- sessions and their events: no TTL; event-time timers drop them (see ``stream.flink.keyed``).
+- sessions, their events and the device's last tie: no TTL; event-time timers drop them
+  (see ``stream.flink.keyed``) — a key whose sessions all ended holds nothing.
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ _encode = msgspec.msgpack.Encoder().encode
 _event = msgspec.msgpack.Decoder(Event)
 _head = msgspec.msgpack.Decoder(Head)
 _held = msgspec.msgpack.Decoder(Held)
-_tie = msgspec.msgpack.Decoder(tuple[str, int])
 
 
 def _ttl(ms: int) -> StateTtlConfig:
@@ -135,10 +133,10 @@ class _Timers:
 class _State:
     """``KeyState`` over Flink keyed state of the current key (values are msgpack)."""
 
-    __slots__ = ("_head", "_older", "_tie")
+    __slots__ = ("_head", "_older")
 
-    def __init__(self, head: Any, older: Any, tie: Any) -> None:
-        self._head, self._older, self._tie = head, older, tie
+    def __init__(self, head: Any, older: Any) -> None:
+        self._head, self._older = head, older
 
     def head(self) -> Head | None:
         raw = self._head.value()
@@ -159,12 +157,6 @@ class _State:
     def remove_older(self, session_id: str) -> None:
         self._older.remove(session_id)
 
-    def tie(self) -> tuple[str, int] | None:
-        raw = self._tie.value()
-        return None if raw is None else _tie.decode(raw)
-
-    def set_tie(self, user_id: str, time: int) -> None:
-        self._tie.update(_encode((user_id, time)))
 
 
 class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is untyped
@@ -175,21 +167,17 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
     """
 
     def __init__(self, rules: Mapping[str, SessionRules], allowed_lateness_ms: int,
-                 tie_ttl_ms: int, geo_paths: Sequence[str] = (), enrich: bool = True) -> None:
+                 geo_paths: Sequence[str] = (), enrich: bool = True) -> None:
         self._rules = dict(rules)
         self._lateness_ms = allowed_lateness_ms
-        self._tie_ttl_ms = tie_ttl_ms
         self._geo_paths = list(geo_paths)
         self._enrich = enrich
 
     def open(self, runtime_context: RuntimeContext) -> None:
         head = ValueStateDescriptor("head", STATE_BYTES)
         older = MapStateDescriptor("older_sessions", Types.STRING(), STATE_BYTES)
-        tie = ValueStateDescriptor("tie", STATE_BYTES)
-        tie.enable_time_to_live(_ttl(self._tie_ttl_ms))
         self._state = _State(runtime_context.get_state(head),
-                             runtime_context.get_map_state(older),
-                             runtime_context.get_state(tie))
+                             runtime_context.get_map_state(older))
         self._too_late = runtime_context.get_metrics_group().counter("too_late_events")
         from stream.operators.enrich import Enricher  # imports storage.ports → pyarrow
 
@@ -224,7 +212,8 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
 
     def on_timer(self, timestamp: int,
                  ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
-        project = ctx.get_current_key().split("\x1f", 1)[0]
+        # one set of rules for every project spares asking for the key (a call into the JVM)
+        project = "*" if set(self._rules) <= {"*"} else ctx.get_current_key().split("\x1f")[0]
         yield from self._logic(project).on_timer(self._state, _Timers(ctx.timer_service()),
                                                  timestamp)
 
