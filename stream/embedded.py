@@ -99,7 +99,7 @@ class EmbeddedRunner:
         enricher: Enricher,
         rules_for: Callable[[str], SessionRules] = lambda _p: SessionRules(),
         on_commit: Callable[[WriteBatch, GraphChanges], None] | None = None,
-        max_read_bytes: int = 16 << 20,
+        max_read_bytes: int = 8 << 20,
         state_capacity: int = 200_000,
     ) -> None:
         if state_capacity < 10 * 50_000:
