@@ -15,25 +15,10 @@ import pyarrow as pa
 
 from stream.contract.event import Event
 from stream.contract.records import DeadLetter
+from stream.operators.enrich import Enrichment as Enrichment  # re-exported for adapters
 from stream.operators.sessionize import SessionRow
 
 KeyRange = tuple[str, str, int, int]  # (project, session key, lo, hi) — times in ms
-
-
-@dataclass(frozen=True, slots=True)
-class Enrichment:
-    """What enrichment adds to an event or session (empty strings / None when unknown)."""
-
-    city: str = ""
-    state: str = ""
-    country: str = ""
-    postal_code: str = ""
-    lat: float | None = None
-    long: float | None = None
-    device_type: str = ""
-    os: str = ""
-    os_version: str = ""
-    browser: str = ""
 
 
 @dataclass(slots=True)

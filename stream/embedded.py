@@ -311,7 +311,10 @@ class EmbeddedRunner:
         def timeout(gk: GroupKey) -> int:
             return self._sessionizer(gk[0]).rules.timeout_ms
 
-        near = [(gk[0], gk[1], evs[0].time - timeout(gk), evs[-1].time + timeout(gk))
+        # A producer session is never split by time: a late event anywhere joins it, so its
+        # whole stored range is affected.
+        near = [(gk[0], gk[1], 0, 1 << 62) if gk[1].startswith("p:") else
+                (gk[0], gk[1], evs[0].time - timeout(gk), evs[-1].time + timeout(gk))
                 for gk, _idx, evs, _state in late]
         stored: dict[GroupKey, list[SessionRow]] = {}
         for row in self._store.sessions_overlapping(near):

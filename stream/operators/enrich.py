@@ -6,9 +6,24 @@ agent) pair because real traffic repeats both heavily.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
-from storage.ports import Enrichment
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    """What enrichment adds to an event or session (empty strings / None when unknown)."""
+
+    city: str = ""
+    state: str = ""
+    country: str = ""
+    postal_code: str = ""
+    lat: float | None = None
+    long: float | None = None
+    device_type: str = ""
+    os: str = ""
+    os_version: str = ""
+    browser: str = ""
 
 
 class GeoLookup(Protocol):

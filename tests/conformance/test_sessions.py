@@ -91,3 +91,12 @@ def test_profile_traits_win_over_geo_ip_in_segments(project: Project) -> None:
         count } }"""
     assert project.query(q, {"s": {"country": "IN"}})["sessionMetrics"]["count"] == 1
     assert project.query(q, {"s": {"country": "US"}})["sessionMetrics"]["count"] == 1
+
+
+def test_a_late_event_far_before_a_producer_session_still_joins_it(project: Project) -> None:
+    project.send([ev("Search", 100, session_id="web-9"), ev("Search", 110, session_id="web-9")])
+    assert [s["eventCount"] for s in project.sessions()] == [2]
+    project.send([ev("Page View", 0, session_id="web-9")])  # 100 min earlier, same session id
+    sessions = project.sessions()
+    assert [(s["id"], s["eventCount"]) for s in sessions] == [("web-9", 3)]
+    assert [e["eventName"] for e in sessions[0]["events"]] == ["Page View", "Search", "Search"]
