@@ -9,9 +9,9 @@ DATA ?= .cep
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test test-unit lint schema bench geo graphiql browser clean
+.PHONY: setup run test test-unit lint schema bench geo graphiql browser flink clean
 
-setup: $(STAMP) geo graphiql browser
+setup: $(STAMP) geo graphiql browser flink
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ graphiql:
 # Debian's chromium (browser tests) and redis-server (dev stack), as root with apt-get.
 browser:
 	@scripts/install-debian-packages.sh
+
+# The PyFlink job's own virtual environment and the Kafka connector jar (issue 3).
+flink:
+	@scripts/flink/setup.sh
 
 run: $(STAMP) geo graphiql
 	$(BIN)/cep serve --demo --data $(DATA) --host $(HOST) --port $(PORT)

@@ -54,9 +54,14 @@ command -v mvn >/dev/null || fail "mvn not found (apt-get install maven); it fet
 started=$SECONDS
 
 # -- the virtualenv ----------------------------------------------------------------------
+# A stale or half-built Flink venv is rebuilt; any other non-empty folder is left alone.
+if [[ -d "$venv" && -n "$(ls -A "$venv")" && ! -f "$venv/.cep-flink-venv" ]]; then
+    fail "$venv exists and is not a Flink venv made by this script; choose another folder"
+fi
 say "creating $venv with $python $pyver"
 mkdir -p "$(dirname "$venv")"
 "$python" -m venv --clear "$venv" || fail "python -m venv failed (apt-get install python3-venv?)"
+touch "$venv/.cep-flink-venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip \
     || fail "pip upgrade failed (is PyPI reachable?)"
 say "installing $(grep -c '^[a-z]' "$requirements") requirements (apache-flink is ~330 MB)"

@@ -16,6 +16,7 @@ State and its clean-up, decided once (turning TTL on or off later breaks restore
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -131,22 +132,47 @@ class _Timers:
 
 
 class _State:
-    """``KeyState`` over Flink keyed state of the current key (values are msgpack)."""
+    """``KeyState`` over Flink keyed state of the current key (values are msgpack).
 
-    __slots__ = ("_head", "_older")
+    Heads are also kept, as the bytes last written, in a bounded write-through cache per
+    subtask: every state call crosses into the JVM (tens of µs in thread mode), and a key's
+    head is read for each of its events. Only this function writes the state, and a restore
+    builds a new function instance, so the cache never disagrees with the state.
+    """
 
-    def __init__(self, head: Any, older: Any) -> None:
+    __slots__ = ("_cache", "_capacity", "_head", "_key", "_older")
+
+    def __init__(self, head: Any, older: Any, capacity: int) -> None:
         self._head, self._older = head, older
+        self._cache: OrderedDict[str, bytes | None] = OrderedDict()
+        self._capacity = capacity
+        self._key = ""
+
+    def bind(self, key: str) -> _State:
+        """Make ``key`` (Flink's current key) the one the cache answers for."""
+        self._key = key
+        return self
 
     def head(self) -> Head | None:
-        raw = self._head.value()
+        try:
+            raw = self._cache[self._key]
+        except KeyError:
+            raw = self._remember(self._head.value())
         return None if raw is None else _head.decode(raw)
 
     def set_head(self, head: Head | None) -> None:
         if head is None:
             self._head.clear()
+            self._remember(None)
         else:
-            self._head.update(_encode(head))
+            self._head.update(self._remember(_encode(head)))
+
+    def _remember(self, raw: bytes | None) -> bytes | None:
+        self._cache[self._key] = raw
+        self._cache.move_to_end(self._key)
+        if len(self._cache) > self._capacity:
+            self._cache.popitem(last=False)
+        return raw
 
     def older(self, session_id: str) -> Held:
         return _held.decode(self._older.get(session_id))
@@ -167,9 +193,11 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
     """
 
     def __init__(self, rules: Mapping[str, SessionRules], allowed_lateness_ms: int,
-                 geo_paths: Sequence[str] = (), enrich: bool = True) -> None:
+                 geo_paths: Sequence[str] = (), enrich: bool = True,
+                 cached_keys: int = 10_000) -> None:
         self._rules = dict(rules)
         self._lateness_ms = allowed_lateness_ms
+        self._cached_keys = cached_keys
         self._geo_paths = list(geo_paths)
         self._enrich = enrich
 
@@ -177,7 +205,7 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
         head = ValueStateDescriptor("head", STATE_BYTES)
         older = MapStateDescriptor("older_sessions", Types.STRING(), STATE_BYTES)
         self._state = _State(runtime_context.get_state(head),
-                             runtime_context.get_map_state(older))
+                             runtime_context.get_map_state(older), self._cached_keys)
         self._too_late = runtime_context.get_metrics_group().counter("too_late_events")
         from stream.operators.enrich import Enricher  # imports storage.ports → pyarrow
 
@@ -204,7 +232,7 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
         event = _event.decode(raw)
         service = ctx.timer_service()
         for out in self._logic(event.project).on_event(
-                self._state, _Timers(service), session_key(event), event, raw,
+                self._state.bind(value[1]), _Timers(service), session_key(event), event, raw,
                 service.current_watermark):
             if isinstance(out, TooLate):
                 self._too_late.inc()
@@ -212,10 +240,9 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
 
     def on_timer(self, timestamp: int,
                  ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
-        # one set of rules for every project spares asking for the key (a call into the JVM)
-        project = "*" if set(self._rules) <= {"*"} else ctx.get_current_key().split("\x1f")[0]
-        yield from self._logic(project).on_timer(self._state, _Timers(ctx.timer_service()),
-                                                 timestamp)
+        key: str = ctx.get_current_key()
+        yield from self._logic(key.split("\x1f", 1)[0]).on_timer(
+            self._state.bind(key), _Timers(ctx.timer_service()), timestamp)
 
 
 def _subtask_and_attempt(runtime_context: RuntimeContext) -> tuple[int, int]:

@@ -1,0 +1,281 @@
+"""The PyFlink job: raw events → de-duplicate → sessionize + enrich → sinks.
+
+Run it with the Flink virtualenv's Python (``scripts/flink/setup.sh``)::
+
+    PYTHONPATH=. .cache/flink-venv/bin/python -m stream.flink.job --kafka 127.0.0.1:9092 \\
+        --sink print
+    PYTHONPATH=. .cache/flink-venv/bin/python -m stream.flink.job --events events.jsonl \\
+        --sink jsonl:out/
+
+Sources: Kafka topics ``raw.<category>`` (a topic pattern, so new categories are picked up;
+values are msgpack ``Event``s, see :mod:`stream.flink.records`) through the fat
+``flink-sql-connector-kafka`` jar, or a bounded file of JSON-encoded events, one per line
+(tests, replays). Watermarks: bounded out-of-orderness on event time, assigned after
+parsing. The job runs in a local mini cluster in this process's JVM; Python functions run
+in thread mode (inside the JVM, through pemja). All subtasks of one JVM share its Python
+interpreter and so one GIL: parallelism in the mini cluster spreads state, not Python work —
+more throughput takes more task-manager processes.
+
+Topology: parse ─key (project, insert_id)→ Dedupe ─key (project, session key)→ Sessionize
+→ WriteSinks (chained: outputs reach the sinks without another serialization).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import sysconfig
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_JARS = ROOT / ".cache" / "flink-jars"
+DEFAULT_GEO_DIR = ROOT / ".cache" / "geo"
+DEFAULT_CHECKPOINTS = ROOT / ".cache" / "flink-checkpoints"
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m stream.flink.job",
+        description="CEP's PyFlink job: raw events -> dedupe -> sessions + enrichment -> sinks.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    src = p.add_argument_group("source (one of)")
+    one = src.add_mutually_exclusive_group(required=True)
+    one.add_argument("--kafka", metavar="BOOTSTRAP", help="Kafka bootstrap servers")
+    one.add_argument("--events", metavar="FILE", type=Path,
+                     help="bounded source: a file of JSON-encoded events, one per line")
+    src.add_argument("--topics", default=r"raw\..*",
+                     help="Kafka topic pattern (a regex) or a comma-separated list")
+    src.add_argument("--format", choices=("msgpack", "json"), default="msgpack",
+                     help="encoding of Kafka values")
+    src.add_argument("--group-id", default="cep-flink")
+    src.add_argument("--from", dest="start", choices=("committed", "earliest", "latest"),
+                     default="committed",
+                     help="Kafka start offsets (committed falls back to earliest)")
+    src.add_argument("--bounded", action="store_true",
+                     help="stop at the Kafka offsets that are latest at start (tests)")
+    src.add_argument("--jar", action="append", type=Path, default=[],
+                     help=f"connector jar(s); default: every jar in {DEFAULT_JARS}")
+
+    t = p.add_argument_group("time and state")
+    t.add_argument("--out-of-orderness-ms", type=int, default=10_000,
+                   help="watermark lag behind the largest event time seen")
+    t.add_argument("--idleness-ms", type=int, default=30_000,
+                   help="a source split silent this long stops holding back the watermark")
+    t.add_argument("--allowed-lateness-ms", type=int, default=DAY_MS,
+                   help="late events within this of the watermark still re-fold exactly; "
+                        "older ones are emitted as too_late")
+    t.add_argument("--session-timeout-minutes", type=int, default=30,
+                   help="default inactivity timeout (a --rules file overrides per project)")
+    t.add_argument("--rules", type=Path,
+                   help='JSON {"project" or "*": {session_timeout_minutes, '
+                        'session_start_events, session_end_events, conversion_events}}')
+    t.add_argument("--dedupe-ttl-ms", type=int, default=7 * DAY_MS,
+                   help="how long an insert id is remembered (processing time)")
+    t.add_argument("--checkpoint-interval-ms", type=int, default=30_000, help="0 = off")
+    t.add_argument("--checkpoint-dir", default=DEFAULT_CHECKPOINTS.as_uri(),
+                   help="checkpoint storage URI (the job manager's memory holds only 5 MB)")
+    t.add_argument("--state-backend", choices=("hashmap", "rocksdb"), default="hashmap",
+                   help="rocksdb keeps state on disk: for a day of lateness at volume")
+
+    r = p.add_argument_group("runtime")
+    r.add_argument("--parallelism", type=int, default=2)
+    r.add_argument("--bundle-size", type=int, default=1000,
+                   help="python.fn-execution.bundle.size (elements per Python bundle)")
+    r.add_argument("--bundle-time-ms", type=int, default=1000,
+                   help="python.fn-execution.bundle.time")
+    r.add_argument("--python-mode", choices=("thread", "process"), default="thread",
+                   help="python.execution-mode (process mode is ~30x slower here)")
+    r.add_argument("--cached-keys", type=int, default=10_000,
+                   help="session keys whose state head each subtask keeps in memory too")
+    r.add_argument("--no-enrich", action="store_true", help="skip geo / device enrichment")
+    r.add_argument("--geo-db", action="append", default=[],
+                   help=f"an .mmdb file (default: those in {DEFAULT_GEO_DIR})")
+    r.add_argument("--sink", action="append", default=[],
+                   help="print | discard | jsonl:DIR | module:factory (repeatable; default print)")
+    r.add_argument("--max-restarts", type=int,
+                   help="fixed-delay restarts after a failure (default: none for --events, "
+                        "Flink's exponential back-off for --kafka)")
+    r.add_argument("--job-name", default="cep-sessions")
+    return p.parse_args(argv)
+
+
+def rules_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Per-project session rules: the file's entries over ``--session-timeout-minutes``."""
+    from stream.operators.sessionize import (
+        DEFAULT_CONVERSION_EVENTS,
+        DEFAULT_END_EVENTS,
+        DEFAULT_START_EVENTS,
+        session_rules,
+    )
+
+    settings: dict[str, dict[str, Any]] = {}
+    if args.rules is not None:
+        settings = json.loads(args.rules.read_text())
+    base = {"session_timeout_minutes": args.session_timeout_minutes}
+    out = {}
+    for project, own in {"*": {}, **settings}.items():
+        merged = {**base, **settings.get("*", {}), **own}
+        out[project] = session_rules(merged, DEFAULT_START_EVENTS, DEFAULT_END_EVENTS,
+                                     DEFAULT_CONVERSION_EVENTS)
+    return out
+
+
+def geo_paths(args: argparse.Namespace) -> list[str]:
+    if args.geo_db:
+        return [str(Path(p).resolve()) for p in args.geo_db]
+    from stream.enrich.fetch import default_geo_paths
+
+    return [str(p) for p in default_geo_paths(DEFAULT_GEO_DIR)]
+
+
+def prepare_process_env() -> None:
+    """Thread mode runs Python inside the JVM (pemja), which only finds this venv's packages
+    and the repository through ``PYTHONPATH``; the gateway JVM inherits it from here."""
+    paths = [str(ROOT), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    current = os.environ.get("PYTHONPATH", "")
+    paths += [p for p in current.split(os.pathsep) if p and p not in paths]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    os.environ.setdefault("JVM_ARGS", "-Xmx1g")
+    # the mini cluster's log (its task failures are told there, not on stderr)
+    os.environ.setdefault("FLINK_LOG_DIR", str(ROOT / ".cache" / "flink-logs"))
+
+
+def build(args: argparse.Namespace) -> Any:
+    """The configured ``StreamExecutionEnvironment`` with the job's graph on it."""
+    from pyflink.common import Configuration, Duration, WatermarkStrategy
+    from pyflink.common.typeinfo import Types
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.datastream.connectors.base import Sink
+    from pyflink.java_gateway import get_gateway
+
+    from stream.flink.functions import (
+        KEYED_EVENT,
+        Dedupe,
+        EventTime,
+        ParseEvents,
+        Sessionize,
+        WriteSinks,
+    )
+    from stream.flink.sinks import sink_factory
+
+    sinks = [sink_factory(spec) for spec in (args.sink or ["print"])]
+    config = Configuration()
+    config.set_string("python.execution-mode", args.python_mode)
+    config.set_string("python.fn-execution.bundle.size", str(args.bundle_size))
+    config.set_string("python.fn-execution.bundle.time", str(args.bundle_time_ms))
+    config.set_string("python.executable", sys.executable)
+    config.set_string("python.client.executable", sys.executable)
+    restarts = 0 if args.max_restarts is None and args.events else args.max_restarts
+    if restarts == 0:
+        config.set_string("restart-strategy.type", "none")
+    elif restarts is not None:
+        config.set_string("restart-strategy.type", "fixed-delay")
+        config.set_string("restart-strategy.fixed-delay.attempts", str(restarts))
+        config.set_string("restart-strategy.fixed-delay.delay", "5 s")
+    if args.checkpoint_interval_ms > 0:
+        config.set_string("execution.checkpointing.interval",
+                          f"{args.checkpoint_interval_ms} ms")
+        config.set_string("execution.checkpointing.dir", args.checkpoint_dir)
+    config.set_string("state.backend.type", args.state_backend)
+    if args.kafka:
+        jars = args.jar or sorted(DEFAULT_JARS.glob("*.jar"))
+        if not jars:
+            raise SystemExit(f"no connector jar in {DEFAULT_JARS}: run scripts/flink/setup.sh")
+        config.set_string("pipeline.jars", ";".join(Path(j).resolve().as_uri() for j in jars))
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    env.set_parallelism(args.parallelism)
+
+    if args.kafka:
+        raw = env.from_source(kafka_source(args), WatermarkStrategy.no_watermarks(), "kafka raw")
+        fmt = args.format
+    else:
+        raw = env.from_source(file_source(args.events), WatermarkStrategy.no_watermarks(),
+                              "events file")
+        fmt = "json"
+    # with_idleness first: PyFlink's with_idleness returns a new strategy without the Python
+    # timestamp assigner, which would leave the sources' record timestamps (Kafka's: the
+    # time of sending) driving event time.
+    watermarks = (WatermarkStrategy
+                  .for_bounded_out_of_orderness(Duration.of_millis(args.out_of_orderness_ms))
+                  .with_idleness(Duration.of_millis(args.idleness_ms))
+                  .with_timestamp_assigner(EventTime()))
+    events = (raw.flat_map(ParseEvents(fmt), output_type=KEYED_EVENT).name("parse")
+              .assign_timestamps_and_watermarks(watermarks))
+    unique = (events.key_by(dedupe_key, key_type=Types.STRING())
+              .process(Dedupe(args.dedupe_ttl_ms), output_type=KEYED_EVENT).name("dedupe"))
+    outputs = (unique.key_by(session_group, key_type=Types.STRING())
+               .process(Sessionize(rules_from(args), args.allowed_lateness_ms, geo_paths(args),
+                                   enrich=not args.no_enrich, cached_keys=args.cached_keys),
+                        output_type=Types.PICKLED_BYTE_ARRAY()).name("sessionize"))
+    written = outputs.flat_map(WriteSinks(sinks), output_type=Types.BOOLEAN()).name("sinks")
+    discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
+    written.sink_to(Sink(discard)).name("end")
+    return env
+
+
+def dedupe_key(value: tuple[str, str, int, bytes]) -> str:
+    return value[0]
+
+
+def session_group(value: tuple[str, str, int, bytes]) -> str:
+    return value[1]
+
+
+def kafka_source(args: argparse.Namespace) -> Any:
+    from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
+    from pyflink.datastream.connectors.kafka import (
+        KafkaOffsetResetStrategy,
+        KafkaOffsetsInitializer,
+        KafkaSource,
+    )
+
+    start = {
+        "committed": KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST),
+        "earliest": KafkaOffsetsInitializer.earliest(),
+        "latest": KafkaOffsetsInitializer.latest(),
+    }[args.start]
+    builder = (KafkaSource.builder()
+               .set_bootstrap_servers(args.kafka)
+               .set_group_id(args.group_id)
+               .set_starting_offsets(start)
+               .set_value_only_deserializer(
+                   ByteArraySchema() if args.format == "msgpack" else SimpleStringSchema())
+               # new raw.<category> topics are found without a restart
+               .set_property("partition.discovery.interval.ms", "10000")
+               .set_property("commit.offsets.on.checkpoint", "true"))
+    if "," in args.topics:  # a list; a single name is a pattern that matches itself
+        builder = builder.set_topics(*[t.strip() for t in args.topics.split(",") if t.strip()])
+    else:
+        builder = builder.set_topic_pattern(args.topics)
+    if args.bounded:
+        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+    return builder.build()
+
+
+def file_source(path: Path) -> Any:
+    from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
+
+    if not path.is_file():
+        raise SystemExit(f"no such events file: {path}")
+    return (FileSource.for_record_stream_format(StreamFormat.text_line_format(),
+                                                str(path.resolve()))
+            .process_static_file_set().build())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    prepare_process_env()
+    env = build(args)
+    env.execute(args.job_name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""What the PyFlink job emits to its sinks, and how events arrive from Kafka.
+
+Outputs are upserts keyed the way the stores key them, so a sink that writes each one as
+it comes (and a replay from a checkpoint that writes some again) ends with the same rows:
+
+- :class:`EnrichedEvent` — an event with its session id, keyed by ``(project, insert_id)``.
+  Sent again (``moved=True``) when a late event moves it to another session.
+- :class:`SessionUpsert` — a session's row, keyed by ``(project, session_id)``, sent on every
+  change; ``final=True`` once the watermark passed its inactivity timeout (late events can
+  still change it until the allowed lateness has passed too).
+- :class:`SessionDeleted` — a session that a late event merged into another.
+- :class:`DeviceTie` — a device tied to a user at ``time``; the latest time wins.
+- :class:`TooLate` — an event that may belong to a session already dropped from state (see
+  :mod:`stream.flink.keyed` for the bound): handed to the sinks unsessionized, never dropped.
+
+Kafka values on ``raw.<category>`` are one :class:`~stream.contract.event.Event` each, in
+msgpack (the local log's encoding: ``array_like``, no field names) — or JSON (the same
+array) with ``--format json``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from stream.contract.event import Event
+from stream.operators.enrich import Enrichment
+from stream.operators.sessionize import SessionRow
+
+WireFormat = Literal["msgpack", "json"]
+
+
+class EnrichedEvent(msgspec.Struct, tag="event", omit_defaults=True):
+    event: Event
+    session_id: str
+    session_key: str
+    enrichment: Enrichment
+    moved: bool = False
+
+
+class SessionUpsert(msgspec.Struct, tag="session", omit_defaults=True):
+    row: SessionRow
+    enrichment: Enrichment
+    final: bool = False
+
+
+class SessionDeleted(msgspec.Struct, tag="session_deleted"):
+    project: str
+    session_id: str
+    session_key: str
+
+
+class DeviceTie(msgspec.Struct, tag="tie"):
+    project: str
+    device_id: str
+    user_id: str
+    time: int
+
+
+class TooLate(msgspec.Struct, tag="too_late"):
+    event: Event
+    reason: str
+
+
+Output = EnrichedEvent | SessionUpsert | SessionDeleted | DeviceTie | TooLate
+
+_json_out = msgspec.json.Encoder()
+_json_in = msgspec.json.Decoder(Output)
+_event_msgpack = msgspec.msgpack.Decoder(Event)
+_event_json = msgspec.json.Decoder(Event)
+
+
+def output_to_json(output: Output) -> bytes:
+    return _json_out.encode(output)
+
+
+def output_from_json(line: bytes | str) -> Output:
+    output: Output = _json_in.decode(line)
+    return output
+
+
+def event_decoder(fmt: WireFormat) -> msgspec.msgpack.Decoder[Event] | msgspec.json.Decoder[Event]:
+    """The decoder of one Kafka value (or one line of an events file, always JSON)."""
+    return _event_msgpack if fmt == "msgpack" else _event_json
