@@ -10,10 +10,7 @@ skip here and fail under CI.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from clients.devstack import DevStack, DevStackError, Ports, ServiceUnavailable
+from clients.devstack import Ports
 from storage.cassandra_store import CassandraStore
 from storage.duckdb_store import DuckDBStore
 from storage.local_log import LocalEventLog
@@ -33,6 +30,7 @@ from stream.embedded import EmbeddedRunner
 from stream.operators.dedupe import dedupe_key
 from stream.operators.enrich import Enricher
 from stream.operators.sessionize import SessionRow
+from tests.integration.services import free_ports, running
 
 pytestmark = pytest.mark.slow
 
@@ -44,39 +42,14 @@ START = T0 - T0 % 86_400_000 - 5 * 60 * MIN  # 19:00 UTC: sessions cross midnigh
 EVERYTHING = SessionQuery(start=0, end=T0 * 2)
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @pytest.fixture(scope="module")
 def cassandra_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    cql, storage = _free_ports(2)
-    cache = Path(os.environ.get("CEP_DEVSTACK_CACHE") or REPO / ".cache" / "devstack")
-    dev = DevStack(tmp_path_factory.mktemp("cassandra"), cache,
-                   ports=Ports(cassandra=cql, cassandra_storage=storage))
+    cql, storage = free_ports(2)
     started = time.monotonic()
-    try:
-        asyncio.run(dev.up(["cassandra"]))
-    except ServiceUnavailable as exc:
-        asyncio.run(dev.down(["cassandra"]))
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Cassandra prerequisites are missing under CI:\n{exc}")
-        pytest.skip(f"Cassandra prerequisites are missing:\n{exc}")
-    except DevStackError:
-        asyncio.run(dev.down(["cassandra"]))
-        raise
-    print(f"cassandra up in {time.monotonic() - started:.1f} s")  # noqa: T201 — timing note
-    yield cql
-    asyncio.run(dev.down(["cassandra"]))
+    with running(tmp_path_factory.mktemp("cassandra"),
+                 Ports(cassandra=cql, cassandra_storage=storage), ("cassandra",)):
+        print(f"cassandra up in {time.monotonic() - started:.1f} s")  # noqa: T201 — timing note
+        yield cql
 
 
 @pytest.fixture

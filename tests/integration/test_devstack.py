@@ -11,7 +11,6 @@ machine but fail them under CI.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
 import sys
@@ -22,45 +21,21 @@ from typing import ClassVar
 
 import pytest
 
-from clients.devstack import DevStack, DevStackError, Endpoint, Ports, ServiceUnavailable
+from clients.devstack import DevStack, DevStackError, Endpoint, Ports
 from clients.devstack.process import is_alive, write_pid
 from clients.devstack.services import Service
+from tests.integration.services import free_ports, running
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    kafka, controller, cql, storage, bolt, http, redis = _free_ports(7)
+    kafka, controller, cql, storage, bolt, http, redis = free_ports(7)
     ports = Ports(kafka=kafka, kafka_controller=controller, cassandra=cql,
                   cassandra_storage=storage, neo4j_bolt=bolt, neo4j_http=http, redis=redis)
-    cache = Path(os.environ.get("CEP_DEVSTACK_CACHE") or REPO / ".cache" / "devstack")
-    dev = DevStack(tmp_path_factory.mktemp("devstack"), cache, ports=ports)
-    try:
-        asyncio.run(dev.up())
-    except ServiceUnavailable as exc:
-        asyncio.run(dev.down())
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"dev stack prerequisites are missing under CI:\n{exc}")
-        pytest.skip(f"dev stack prerequisites are missing:\n{exc}")
-    except DevStackError:
-        asyncio.run(dev.down())
-        raise
-    yield dev
-    asyncio.run(dev.down())  # a no-op once test_down_stops_every_process has run
+    with running(tmp_path_factory.mktemp("devstack"), ports) as dev:
+        yield dev
 
 
 def _name(prefix: str) -> str:
@@ -227,7 +202,7 @@ class IgnoresSigterm(Scripted):
 
 
 def _scripted_stack(tmp_path: Path, service: type[Service]) -> DevStack:
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     return DevStack(tmp_path / "data", tmp_path / "cache", ports=Ports(redis=port),
                     service_types={"scripted": service})
 

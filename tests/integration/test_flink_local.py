@@ -17,7 +17,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess  # nosec B404 - runs our own job and setup script with fixed arguments
 import sys
 import time
@@ -199,27 +198,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    from clients.devstack import DevStack, Ports, ServiceUnavailable
+    from clients.devstack import Ports
+    from tests.integration.services import free_ports, running
 
-    ports = []
-    for _ in range(2):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-    cache = Path(os.environ.get("CEP_DEVSTACK_CACHE") or ROOT / ".cache" / "devstack")
-    dev = DevStack(tmp_path_factory.mktemp("kafka"), cache,
-                   ports=Ports(kafka=ports[0], kafka_controller=ports[1]))
-    try:
-        asyncio.run(dev.up(only=["kafka"]))
-    except ServiceUnavailable as exc:
-        asyncio.run(dev.down(only=["kafka"]))
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Kafka prerequisites are missing under CI:\n{exc}")
-        pytest.skip(f"Kafka prerequisites are missing:\n{exc}")
-    try:
-        yield f"127.0.0.1:{ports[0]}"
-    finally:
-        asyncio.run(dev.down(only=["kafka"]))
+    port, controller = free_ports(2)
+    with running(tmp_path_factory.mktemp("kafka"), Ports(kafka=port, kafka_controller=controller),
+                 ("kafka",)):
+        yield f"127.0.0.1:{port}"
 
 
 @pytest.mark.slow

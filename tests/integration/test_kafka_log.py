@@ -9,8 +9,6 @@ prerequisites (JDK, Maven) skip the Kafka tests on a developer's machine, fail t
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import statistics
 import time
 import uuid
@@ -22,7 +20,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from clients.devstack import DevStack, DevStackError, Ports, ServiceUnavailable
+from clients.devstack import DevStack, Ports
 from clients.kafka import KafkaEventLog, KafkaSettings, LogUnavailable, messages_of
 from clients.kafka_topics import (
     CUSTOM_TOPIC,
@@ -37,44 +35,20 @@ from stream.contract.envelope import EnvelopeParser
 from stream.contract.event import Event, Profile
 from stream.contract.records import DeadLetter, LogRecord
 from stream.contract.registry import SchemaRegistry
+from tests.integration.services import free_ports, running
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @pytest.fixture(scope="module")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    port, controller = _free_ports(2)
-    cache = Path(os.environ.get("CEP_DEVSTACK_CACHE") or REPO / ".cache" / "devstack")
-    dev = DevStack(tmp_path_factory.mktemp("kafka"), cache,
-                   ports=Ports(kafka=port, kafka_controller=controller))
-    try:
-        asyncio.run(dev.up(only=["kafka"]))
-    except ServiceUnavailable as exc:
-        asyncio.run(dev.down(only=["kafka"]))
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Kafka prerequisites are missing under CI:\n{exc}")
-        pytest.skip(f"Kafka prerequisites are missing:\n{exc}")
-    except DevStackError:
-        asyncio.run(dev.down(only=["kafka"]))
-        raise
-    router = TopicRouter.from_catalogue()
-    asyncio.run(ensure_topics(_bootstrap(dev), router.all_topics(), partitions=PARTITIONS))
-    yield dev
-    asyncio.run(dev.down(only=["kafka"]))  # a no-op once the last test stopped it
+    port, controller = free_ports(2)
+    with running(tmp_path_factory.mktemp("kafka"), Ports(kafka=port, kafka_controller=controller),
+                 ("kafka",)) as dev:
+        router = TopicRouter.from_catalogue()
+        asyncio.run(ensure_topics(_bootstrap(dev), router.all_topics(), partitions=PARTITIONS))
+        yield dev
 
 
 def _bootstrap(stack: DevStack) -> str:

@@ -8,10 +8,7 @@ dir and the shared artifact cache; missing prerequisites skip here and fail unde
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from clients.devstack import DevStack, DevStackError, Ports, ServiceUnavailable
+from clients.devstack import Ports
 from graph.neo4j_graph import CONSTRAINTS, Neo4jJourneyGraph
 from graph.networkx_graph import NetworkxJourneyGraph
 from graph.ports import GraphChanges, Step
+from tests.integration.services import free_ports, running
 
 pytestmark = pytest.mark.slow
 
@@ -30,39 +28,14 @@ REPO = Path(__file__).resolve().parents[2]
 NAMES = ["App Launch", "Search", "Add to Cart", "Purchase", "App Close", "Product View"]
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @pytest.fixture(scope="module")
 def neo4j_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    bolt, http = _free_ports(2)
-    cache = Path(os.environ.get("CEP_DEVSTACK_CACHE") or REPO / ".cache" / "devstack")
-    dev = DevStack(tmp_path_factory.mktemp("neo4j"), cache,
-                   ports=Ports(neo4j_bolt=bolt, neo4j_http=http))
+    bolt, http = free_ports(2)
     started = time.monotonic()
-    try:
-        asyncio.run(dev.up(["neo4j"]))
-    except ServiceUnavailable as exc:
-        asyncio.run(dev.down(["neo4j"]))
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Neo4j prerequisites are missing under CI:\n{exc}")
-        pytest.skip(f"Neo4j prerequisites are missing:\n{exc}")
-    except DevStackError:
-        asyncio.run(dev.down(["neo4j"]))
-        raise
-    print(f"neo4j up in {time.monotonic() - started:.1f} s")  # noqa: T201 — timing note
-    yield f"bolt://127.0.0.1:{bolt}"
-    asyncio.run(dev.down(["neo4j"]))
+    with running(tmp_path_factory.mktemp("neo4j"), Ports(neo4j_bolt=bolt, neo4j_http=http),
+                 ("neo4j",)):
+        print(f"neo4j up in {time.monotonic() - started:.1f} s")  # noqa: T201 — timing note
+        yield f"bolt://127.0.0.1:{bolt}"
 
 
 @pytest.fixture

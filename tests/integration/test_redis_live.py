@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import threading
 import time
 import uuid
@@ -22,11 +20,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from clients.devstack import DevStack, DevStackError, Ports, ServiceUnavailable
+from clients.devstack import Ports
 from storage.live import InProcessLiveStore, LiveEvent, SubscriberDropped
 from storage.ports import Enrichment, StoredEvents
 from storage.redis_live import RedisLiveStore, live_id, redis_key, stream_id
 from stream.contract.event import Event
+from tests.integration.services import free_ports, running
 
 pytestmark = pytest.mark.slow
 
@@ -35,29 +34,11 @@ T0 = 1_760_000_000_000
 MIN = 60_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    cache = Path(os.environ.get("CEP_DEVSTACK_CACHE") or REPO / ".cache" / "devstack")
-    dev = DevStack(tmp_path_factory.mktemp("redis"), cache, ports=Ports(redis=port))
-    try:
-        asyncio.run(dev.up(["redis"]))
-    except ServiceUnavailable as exc:
-        asyncio.run(dev.down(["redis"]))
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis prerequisites are missing under CI:\n{exc}")
-        pytest.skip(f"Redis prerequisites are missing:\n{exc}")
-    except DevStackError:
-        asyncio.run(dev.down(["redis"]))
-        raise
-    yield f"redis://127.0.0.1:{port}"
-    asyncio.run(dev.down(["redis"]))
+    (port,) = free_ports(1)
+    with running(tmp_path_factory.mktemp("redis"), Ports(redis=port), ("redis",)):
+        yield f"redis://127.0.0.1:{port}"
 
 
 @pytest.fixture
