@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,6 +18,9 @@ from gateway.auth import Authenticator, credentials
 from gateway.graphiql import graphiql_html, graphiql_routes
 from gateway.http_ingest import IngestEndpoints, json_response
 from gateway.platform import Platform, now_ms
+
+if TYPE_CHECKING:
+    from gateway.distributed import DistributedPlatform
 from resolvers.context import Context
 from resolvers.schema import build_schema
 
@@ -25,7 +28,7 @@ log = logging.getLogger("cep.gateway")
 
 
 class CEPGraphQL(GraphQL[Context, None]):
-    def __init__(self, platform: Platform, auth: Authenticator) -> None:
+    def __init__(self, platform: Platform | DistributedPlatform, auth: Authenticator) -> None:
         s = platform.settings
         super().__init__(build_schema(s.graphql_max_depth, s.graphql_max_tokens,
                                       s.graphql_max_aliases), graphql_ide="graphiql")
@@ -43,8 +46,7 @@ class CEPGraphQL(GraphQL[Context, None]):
             project=info.project if info else None,
             key_kind=info.kind if info else None,
             sessions=p.store, dead_letters=p.store, ingest=p.ingestor, registry=p.registry,
-            pipeline=lambda: (p.log.pending_items, p.runner.processed_events,
-                              p.runner.error is None),
+            pipeline=p.pipeline,
             now_ms=now_ms, page_size_limit=p.settings.page_size_limit,
             about=p.about,
             session_settings=p.runner_rules,
@@ -52,7 +54,8 @@ class CEPGraphQL(GraphQL[Context, None]):
         )
 
 
-def create_app(platform: Platform, *, own_platform: bool = False) -> Starlette:
+def create_app(platform: Platform | DistributedPlatform, *, own_platform: bool = False
+               ) -> Starlette:
     auth = Authenticator(platform.control)
     ingest = IngestEndpoints(platform.ingestor, auth, platform.settings.max_body_bytes)
 
@@ -60,19 +63,17 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> Starlette:
         return json_response({"status": "ok"})
 
     async def readyz(_request: Request) -> Response:
-        runner_ok = platform.runner.error is None
-        body = {"status": "ok" if runner_ok else "degraded",
-                "dependencies": {"event_log": "ok", "store": "ok",
-                                 "runner": "ok" if runner_ok else str(platform.runner.error)},
-                "pending_events": platform.log.pending_items,
-                "geo": platform.geo.source}
-        return json_response(body, 200 if runner_ok else 503)
+        ok, dependencies, extra = await platform.readiness()
+        body = {"status": "ok" if ok else "degraded", "dependencies": dependencies, **extra}
+        return json_response(body, 200 if ok else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await platform.start()
         try:
             yield
         finally:
+            await platform.stop()
             if own_platform:
                 platform.close()
 

@@ -24,6 +24,59 @@ def _settings(**overrides: Any) -> Settings:
     return Settings.from_env(**overrides)
 
 
+def service_options(fn: Any) -> Any:
+    """Connection flags of the distributed profile (default: ``CEP_*`` variables, else the
+    dev stack's ports)."""
+    for option in reversed([
+        click.option("--kafka", "kafka_bootstrap", default=None,
+                     help="Kafka bootstrap servers (CEP_KAFKA_BOOTSTRAP; 127.0.0.1:9092)."),
+        click.option("--cassandra", "cassandra", default=None,
+                     help="Cassandra HOST[,HOST…][:PORT] (CEP_CASSANDRA_HOSTS/PORT; "
+                          "127.0.0.1:9042)."),
+        click.option("--keyspace", "cassandra_keyspace", default=None,
+                     help="Cassandra keyspace (CEP_CASSANDRA_KEYSPACE; cep)."),
+        click.option("--redis", "redis_url", default=None,
+                     help="Redis URL (CEP_REDIS_URL; redis://127.0.0.1:6379/0)."),
+        click.option("--neo4j", "neo4j_uri", default=None,
+                     help="Neo4j bolt URI (CEP_NEO4J_URI; bolt://127.0.0.1:7687)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _service_overrides(kafka_bootstrap: str | None, cassandra: str | None,
+                       cassandra_keyspace: str | None, redis_url: str | None,
+                       neo4j_uri: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"kafka_bootstrap": kafka_bootstrap,
+                           "cassandra_keyspace": cassandra_keyspace, "redis_url": redis_url,
+                           "neo4j_uri": neo4j_uri}
+    if cassandra:
+        hosts, _, port = cassandra.rpartition(":") if ":" in cassandra else (cassandra, "", "")
+        if port and not port.isdigit():
+            raise click.BadParameter(f"{cassandra!r}: the port after ':' must be a number",
+                                     param_hint="--cassandra")
+        out["cassandra_hosts"] = tuple(h for h in hosts.split(",") if h)
+        out["cassandra_port"] = int(port) if port else None
+    return out
+
+
+def open_platform(settings: Settings) -> Any:
+    """The platform of ``settings.profile``: embedded, or the distributed stores' clients."""
+    if settings.profile == "distributed":
+        from gateway.distributed import DistributedPlatform
+
+        try:
+            return DistributedPlatform.open(settings)
+        except Exception as exc:  # name the dependency that cannot be reached
+            raise click.ClickException(
+                f"distributed profile: cannot connect to its stores ({exc!r}); start them "
+                "with `cep devstack up` or point --cassandra/--redis/--neo4j/--kafka at "
+                "yours") from None
+    from gateway.platform import Platform
+
+    return Platform.open(settings)
+
+
 @click.group()
 def main() -> None:
     """CEP — customer engagement platform."""
@@ -39,10 +92,27 @@ def project() -> None:
 @project.command("create")
 @click.argument("name")
 @DATA_OPTION
-@click.option("--profile", type=click.Choice(["embedded", "distributed"]), default="embedded")
-def project_create(name: str, data_dir: Path | None, profile: str) -> None:
+@click.option("--profile", type=click.Choice(["embedded", "distributed"]), default=None,
+              help="distributed: also check that its stores answer and mirror the project's "
+                   "settings into Redis for the PyFlink job.")
+@service_options
+def project_create(name: str, data_dir: Path | None, profile: str | None,
+                   **services: Any) -> None:
     """Create a project; prints its id and keys as one JSON object (keys are shown once)."""
-    settings = _settings(data_dir=data_dir, profile=profile)
+    settings = _settings(data_dir=data_dir, profile=profile, **_service_overrides(**services))
+    if settings.profile == "distributed":
+        platform = open_platform(settings)  # fails, naming the store, before creating
+        try:
+            created = platform.control.create_project(name)
+            from gateway.distributed import publish_settings
+
+            publish_settings(platform.redis, platform.control, [created["project"]])
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        finally:
+            platform.close()
+        click.echo(json.dumps(created))
+        return
     control = open_control(settings.data_dir)
     try:
         created = control.create_project(name)
@@ -83,14 +153,17 @@ def project_rotate(project_id: str, kind: str, data_dir: Path | None) -> None:
 @DATA_OPTION
 @click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
-@click.option("--profile", type=click.Choice(["embedded", "distributed"]), default="embedded")
+@click.option("--profile", type=click.Choice(["embedded", "distributed"]), default=None,
+              help="embedded (default; CEP_PROFILE) or distributed: Kafka, Cassandra, Redis "
+                   "and Neo4j, processed by the PyFlink job (`cep flink run`).")
+@service_options
 @click.option("--demo", is_flag=True, help="Load the demo data set first (once per data dir).")
 @click.option("--geo-db", "geo_db", multiple=True, type=click.Path(path_type=Path,
               exists=True, dir_okay=False), help="A .mmdb file to use for geo-IP (e.g. your "
               "MaxMind GeoIP2/GeoLite2 City); repeat to layer several.")
 @click.option("--log-level", default="info")
-def serve(data_dir: Path | None, host: str | None, port: int | None, profile: str,
-          demo: bool, geo_db: tuple[Path, ...], log_level: str) -> None:
+def serve(data_dir: Path | None, host: str | None, port: int | None, profile: str | None,
+          demo: bool, geo_db: tuple[Path, ...], log_level: str, **services: Any) -> None:
     """Serve ingest, GraphQL and health endpoints."""
     import gc
     import logging
@@ -99,11 +172,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, profile: st
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.platform import Platform
 
-    if profile != "embedded":
-        raise click.UsageError("profile: only 'embedded' is available in this build; the "
-                               "distributed profile is tracked in issue 3")
     # The runner allocates several objects per event in steps of ~30k events; with default
     # thresholds the collector's full scans of every live object cost ~20% of processing.
     gc.set_threshold(50_000, 20, 100)
@@ -112,8 +181,9 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, profile: st
     pyarrow.jemalloc_set_decay_ms(0)
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = _settings(data_dir=data_dir, host=host, port=port, geo_files=geo_db or None)
-    platform = Platform.open(settings)
+    settings = _settings(data_dir=data_dir, host=host, port=port, geo_files=geo_db or None,
+                         profile=profile, **_service_overrides(**services))
+    platform = open_platform(settings)
     if demo:
         from gateway.demo import load_demo
 
@@ -123,6 +193,61 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, profile: st
     app = create_app(platform, own_platform=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level,
                 timeout_graceful_shutdown=30)
+
+
+# -- the PyFlink job -----------------------------------------------------------------------
+
+@main.group()
+def flink() -> None:
+    """The distributed profile's PyFlink job."""
+
+
+@flink.command("run", context_settings={"ignore_unknown_options": True})
+@DATA_OPTION
+@service_options
+@click.option("--remote", default=None, metavar="HOST:PORT",
+              help="Submit to a Flink cluster's REST endpoint instead of running a local "
+                   "mini cluster in this process.")
+@click.option("--parallelism", type=int, default=None, help="Job parallelism (default 2).")
+@click.option("--venv", type=click.Path(path_type=Path), default=None,
+              help="The Flink virtualenv (default .cache/flink-venv; scripts/flink/setup.sh).")
+@click.argument("job_args", nargs=-1, type=click.UNPROCESSED)
+def flink_run(data_dir: Path | None, remote: str | None, parallelism: int | None,
+              venv: Path | None, job_args: tuple[str, ...], **services: Any) -> None:
+    """Run the job: Kafka raw.* -> dedupe -> sessions + enrichment -> Cassandra, Redis, Neo4j.
+
+    Extra arguments go to ``python -m stream.flink.job`` (see its --help). Runs in the
+    foreground until interrupted.
+    """
+    import os
+    import subprocess  # nosec B404 - runs our own job module with the Flink venv's Python
+
+    root = Path(__file__).resolve().parents[1]
+    settings = _settings(data_dir=data_dir, profile="distributed",
+                         **_service_overrides(**services))
+    python = (venv or root / ".cache" / "flink-venv") / "bin" / "python"
+    if not python.exists():
+        raise click.ClickException(f"no Flink virtualenv at {python.parent.parent}: run "
+                                   "scripts/flink/setup.sh (make setup does)")
+    args = [str(python), "-m", "stream.flink.job", "--kafka", settings.kafka_bootstrap,
+            "--group-id", settings.flink_group, "--sink", "stores"]
+    if parallelism is not None:
+        args += ["--parallelism", str(parallelism)]
+    if remote:
+        args += ["--remote", remote]
+    if "--checkpoint-dir" not in job_args:  # restarts resume from the data dir's checkpoints
+        checkpoints = (settings.data_dir / "flink-checkpoints").resolve()
+        args += ["--checkpoint-dir", checkpoints.as_uri()]
+    args += list(job_args)
+    env = {**os.environ, **settings.service_env(),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root),
+                                                       os.environ.get("PYTHONPATH")]))}
+    click.echo(f"flink: {' '.join(args[1:])}", err=True)
+    try:
+        code = subprocess.call(args, env=env, cwd=root)  # nosec B603 - fixed module
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
 
 
 # -- data ----------------------------------------------------------------------------------

@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from gateway.platform import Platform
 
+if TYPE_CHECKING:
+    from gateway.distributed import DistributedPlatform
+
 DEMO_FILE = "demo.json"
 
 
-def load_demo(platform: Platform, *, seed: int = 1, users: int = 200, days: int = 14
-              ) -> dict[str, Any]:
+def load_demo(platform: Platform | DistributedPlatform, *, seed: int = 1, users: int = 200,
+              days: int = 14) -> dict[str, Any]:
     """Create the demo project and ingest its data (skipped when already loaded).
 
     Returns the demo project's keys; they are also kept in ``<data>/demo.json`` so the
@@ -38,8 +41,15 @@ def load_demo(platform: Platform, *, seed: int = 1, users: int = 200, days: int 
         for start in range(0, len(events), 500):
             await platform.ingestor.events(project, events[start:start + 500], "demo")
 
-    asyncio.run(ingest())
-    platform.runner.drain(timeout=600)
+    async def run() -> None:
+        await platform.start()
+        try:
+            await ingest()
+        finally:
+            await platform.stop()
+
+    asyncio.run(run())
+    platform.wait_processed(timeout=600)
     marker.write_text(json.dumps(keys, indent=2))
     marker.chmod(0o600)
     return keys

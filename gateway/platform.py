@@ -58,6 +58,17 @@ def open_control(data_dir: Path) -> ControlStore:
     return ControlStore(data_dir / "control.sqlite")
 
 
+def about_of(settings: Settings, geo: GeoLocator) -> dict[str, Any]:
+    credit = geo.attribution
+    return {
+        "version": version("cep") if _installed("cep") else "dev",
+        "profile": settings.profile,
+        "geo_source": geo.source,
+        "geo_attribution": None if credit is None else {
+            "text": credit.text, "url": credit.url, "licence": credit.licence},
+    }
+
+
 @dataclass
 class Platform:
     settings: Settings
@@ -104,15 +115,27 @@ class Platform:
             runner.start()
         return platform
 
+    async def start(self) -> None:
+        """Nothing asynchronous to start in the embedded profile (see DistributedPlatform)."""
+
+    async def stop(self) -> None:
+        pass
+
+    async def pipeline(self) -> tuple[int, int, bool]:
+        return (self.log.pending_items, self.runner.processed_events, self.runner.error is None)
+
+    async def readiness(self) -> tuple[bool, dict[str, str], dict[str, Any]]:
+        runner_ok = self.runner.error is None
+        deps = {"event_log": "ok", "store": "ok",
+                "runner": "ok" if runner_ok else str(self.runner.error)}
+        return runner_ok, deps, {"pending_events": self.log.pending_items,
+                                 "geo": self.geo.source}
+
+    def wait_processed(self, timeout: float) -> None:
+        self.runner.drain(timeout=timeout)
+
     def about(self) -> dict[str, Any]:
-        credit = self.geo.attribution
-        return {
-            "version": version("cep") if _installed("cep") else "dev",
-            "profile": self.settings.profile,
-            "geo_source": self.geo.source,
-            "geo_attribution": None if credit is None else {
-                "text": credit.text, "url": credit.url, "licence": credit.licence},
-        }
+        return about_of(self.settings, self.geo)
 
     def runner_rules(self, project: str) -> SessionRules:
         return project_rules(self.control, self.registry, project)

@@ -17,6 +17,16 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"{name}: expected an integer, got {raw!r}") from None
 
 
+PROFILES = ("embedded", "distributed")
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name) or default
+    if raw not in choices:
+        raise SystemExit(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path(".cep")
@@ -34,6 +44,16 @@ class Settings:
     graphql_max_aliases: int = 30
     page_size_limit: int = 1_000
     duckdb_memory: str = "128MB"  # DuckDB's buffer pool; larger queries spill to disk
+    # The distributed profile's services (defaults: the dev stack's, `cep devstack up`).
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    cassandra_hosts: tuple[str, ...] = ("127.0.0.1",)
+    cassandra_port: int = 9042
+    cassandra_keyspace: str = "cep"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    neo4j_uri: str = "bolt://127.0.0.1:7687"
+    neo4j_user: str | None = None
+    neo4j_password: str | None = None
+    flink_group: str = "cep-flink"  # the PyFlink job's Kafka consumer group
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -46,9 +66,34 @@ class Settings:
             geo_dir=Path(os.environ["CEP_GEO_DIR"]) if os.environ.get("CEP_GEO_DIR") else None,
             duckdb_memory=os.environ.get("CEP_DUCKDB_MEMORY", "128MB"),
             geo_files=tuple(Path(p) for p in os.environ.get("CEP_GEO_DB", "").split(",") if p),
+            profile=_env_choice("CEP_PROFILE", "embedded", PROFILES),
+            kafka_bootstrap=os.environ.get("CEP_KAFKA_BOOTSTRAP") or "127.0.0.1:9092",
+            cassandra_hosts=tuple(h.strip() for h in os.environ.get(
+                "CEP_CASSANDRA_HOSTS", "127.0.0.1").split(",") if h.strip()),
+            cassandra_port=_env_int("CEP_CASSANDRA_PORT", 9042),
+            cassandra_keyspace=os.environ.get("CEP_CASSANDRA_KEYSPACE") or "cep",
+            redis_url=os.environ.get("CEP_REDIS_URL") or "redis://127.0.0.1:6379/0",
+            neo4j_uri=os.environ.get("CEP_NEO4J_URI") or "bolt://127.0.0.1:7687",
+            neo4j_user=os.environ.get("CEP_NEO4J_USER") or None,
+            neo4j_password=os.environ.get("CEP_NEO4J_PASSWORD") or None,
+            flink_group=os.environ.get("CEP_FLINK_GROUP") or "cep-flink",
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **clean)  # type: ignore[arg-type]
+
+    def service_env(self) -> dict[str, str]:
+        """The distributed services as ``CEP_*`` variables (what the PyFlink job reads)."""
+        env = {"CEP_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+               "CEP_CASSANDRA_HOSTS": ",".join(self.cassandra_hosts),
+               "CEP_CASSANDRA_PORT": str(self.cassandra_port),
+               "CEP_CASSANDRA_KEYSPACE": self.cassandra_keyspace,
+               "CEP_REDIS_URL": self.redis_url, "CEP_NEO4J_URI": self.neo4j_uri,
+               "CEP_FLINK_GROUP": self.flink_group}
+        if self.neo4j_user:
+            env["CEP_NEO4J_USER"] = self.neo4j_user
+        if self.neo4j_password:
+            env["CEP_NEO4J_PASSWORD"] = self.neo4j_password
+        return env
 
     def resolved_geo_dir(self) -> Path:
         if self.geo_dir is not None:

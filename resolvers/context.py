@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -29,7 +29,7 @@ class Context:
     dead_letters: DeadLetterStore
     ingest: IngestPort
     registry: Any
-    pipeline: Callable[[], tuple[int, int, bool]]
+    pipeline: Callable[[], Awaitable[tuple[int, int, bool]]]
     now_ms: Callable[[], int]
     page_size_limit: int = 1000
     about: Callable[[], dict[str, Any]] = dict

@@ -120,10 +120,10 @@ class SessionMetrics:
 @strawberry.type
 class SessionQueries:
     @strawberry.field(description="Accepted but not yet processed work.")
-    def pipeline_status(self, info: strawberry.Info) -> PipelineStatus:
+    async def pipeline_status(self, info: strawberry.Info) -> PipelineStatus:
         ctx = info.context
         ctx.require("read", "write")
-        pending, processed, healthy = ctx.pipeline()
+        pending, processed, healthy = await ctx.pipeline()
         return PipelineStatus(pending_events=pending, processed_events=processed, healthy=healthy)
 
     @strawberry.field(description="Sessions starting in the window, oldest first.")

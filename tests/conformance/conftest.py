@@ -2,8 +2,9 @@
 
 A backend is a running gateway of one profile. Each scenario creates its own project, sends
 declarative journeys, waits until the pipeline has processed them and checks the answers.
-The embedded profile runs here; the distributed profile (Kafka → PyFlink → Cassandra,
-Redis, Neo4j) joins the same parametrization when it exists (issue 3).
+Both profiles run every scenario: the embedded one (``cep serve``) and the distributed one
+(Kafka → PyFlink → Cassandra, Redis, Neo4j; ``tests/conformance/distributed.py``), so an
+answer that differs between them fails here.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.conftest import Gateway, cep
+from tests.e2e.conftest import Gateway
 
-BACKENDS = ["embedded"]
+BACKENDS = ["embedded", "distributed"]
 T0 = int(time.time() * 1000) - 6 * 3_600_000  # scenarios happen in the last few hours
 MIN = 60_000
 
@@ -65,7 +66,14 @@ def ev(name: str, minute: float, device: str | None = "d1", user: str | None = N
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path_factory.mktemp(f"conformance-{request.param}"))
+    data = tmp_path_factory.mktemp(f"conformance-{request.param}")
+    if request.param == "distributed":
+        from tests.conformance.distributed import distributed_backend
+
+        with distributed_backend(data) as gw:
+            yield gw
+        return
+    gw = Gateway(data)
     gw.start()
     yield gw
     gw.stop()
@@ -73,5 +81,4 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture
 def project(backend: Gateway) -> Project:
-    return Project(backend, cep("project", "create", f"conf-{uuid.uuid4().hex[:8]}",
-                                data=backend.data))
+    return Project(backend, backend.create_project(f"conf-{uuid.uuid4().hex[:8]}"))

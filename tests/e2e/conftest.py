@@ -25,16 +25,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cep(*args: str, data: Path) -> dict[str, Any]:
+def cep(*args: str, data: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--data", str(data)],
-                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
+                         cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **(env or {})})
+    if out.returncode != 0:
+        raise AssertionError(f"cep {' '.join(args)} failed ({out.returncode}):\n"
+                             f"{out.stdout}\n{out.stderr}")
     return dict(json.loads(out.stdout))
 
 
 class Gateway:
-    def __init__(self, data: Path, extra: tuple[str, ...] = ()) -> None:
+    """``cep serve`` in a subprocess; ``env`` adds ``CEP_*`` settings (e.g. the profile)."""
+
+    def __init__(self, data: Path, extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.data = data
         self.extra = extra
+        self.env = dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -47,7 +55,7 @@ class Gateway:
             [sys.executable, "-m", "gateway.cli", "serve", "--data", str(self.data),
              "--port", str(self.port), "--log-level", "warning", *self.extra],
             cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         logf.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -60,6 +68,9 @@ class Gateway:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"gateway not ready in {timeout}s:\n{self.tail()}")
+
+    def create_project(self, name: str) -> dict[str, Any]:
+        return cep("project", "create", name, data=self.data, env=self.env)
 
     def tail(self, lines: int = 40) -> str:
         try:

@@ -1,0 +1,176 @@
+"""The distributed profile's bootstrap: the gateway over Kafka, Cassandra, Redis and Neo4j.
+
+The gateway here judges and publishes (Kafka, answered after every in-sync replica
+acknowledged) and answers queries from the stores; the PyFlink job (``cep flink run``)
+does the processing in between. Projects, keys and schemas stay in the control store
+(SQLite in the data dir, as in the embedded profile); each project's session settings are
+mirrored into Redis (``cep:project-settings``) for the job, at start and on every change.
+
+``open`` connects the blocking clients; ``start`` (in the server's event loop) starts the
+asynchronous ones: the Kafka producer and the lag monitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+
+from clients.kafka import KafkaEventLog, KafkaSettings
+from clients.kafka_topics import ensure_topics
+from clients.pipeline_lag import PipelineLag
+from gateway.ingest import Ingestor
+from gateway.platform import about_of, now_ms, open_control, project_rules
+from gateway.settings import Settings
+from graph.neo4j_graph import Neo4jJourneyGraph
+from storage.cassandra_store import CassandraStore
+from storage.control import ControlStore
+from stream.contract.envelope import EnvelopeParser
+from stream.contract.registry import SchemaRegistry
+from stream.enrich.fetch import default_geo_paths
+from stream.enrich.geo import GeoLocator
+from stream.operators.sessionize import SessionRules
+
+log = logging.getLogger("cep.platform")
+
+SETTINGS_HASH = "cep:project-settings"
+
+
+def publish_settings(client: redis.Redis, control: ControlStore,
+                     projects: list[str] | None = None) -> int:
+    """Mirror project settings into Redis for the PyFlink job; returns how many."""
+    ids = projects if projects is not None else [p["id"] for p in control.projects()]
+    mapping = {p: orjson.dumps(control.settings(p)).decode() for p in ids}
+    if mapping:
+        client.hset(SETTINGS_HASH, mapping=mapping)
+    return len(mapping)
+
+
+@dataclass
+class DistributedPlatform:
+    settings: Settings
+    control: ControlStore
+    registry: SchemaRegistry
+    geo: GeoLocator
+    store: CassandraStore
+    graph: Neo4jJourneyGraph
+    redis: redis.Redis
+    event_log: KafkaEventLog
+    ingestor: Ingestor
+    lag_monitor: PipelineLag | None = None
+    _aredis: Any = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings) -> DistributedPlatform:
+        data = settings.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        control = open_control(data)
+        registry = SchemaRegistry.from_state(
+            [r for _, r in control.schema_records()], on_change=control.append_schema_record)
+        geo = GeoLocator(list(settings.geo_files) or default_geo_paths(settings.resolved_geo_dir()))
+        store = CassandraStore(settings.cassandra_hosts, settings.cassandra_port,
+                               settings.cassandra_keyspace)
+        auth = ((settings.neo4j_user, settings.neo4j_password or "")
+                if settings.neo4j_user else None)
+        graph = Neo4jJourneyGraph(settings.neo4j_uri, auth=auth)
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        published = publish_settings(client, control)
+        log.info("distributed profile: Kafka %s, Cassandra %s:%s/%s, Redis %s, Neo4j %s; "
+                 "settings of %d projects mirrored for the job", settings.kafka_bootstrap,
+                 ",".join(settings.cassandra_hosts), settings.cassandra_port,
+                 settings.cassandra_keyspace, settings.redis_url, settings.neo4j_uri, published)
+        event_log = KafkaEventLog(KafkaSettings(bootstrap=settings.kafka_bootstrap))
+        parser = EnvelopeParser(registry, now_ms, max_event_bytes=settings.max_event_bytes)
+        ingestor = Ingestor(parser, event_log, max_batch=settings.max_batch)
+        return cls(settings, control, registry, geo, store, graph, client, event_log, ingestor)
+
+    async def start(self) -> None:
+        """Create the topics, connect the producer and the lag monitor (server loop)."""
+        topics = self.event_log.router.all_topics()
+        created = await ensure_topics(self.settings.kafka_bootstrap, topics)
+        if created:
+            log.info("created Kafka topics %s", ", ".join(created))
+        await self.event_log.start()
+        self._aredis = aioredis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+        self.lag_monitor = PipelineLag(self.settings.kafka_bootstrap, self.settings.flink_group,
+                                       topics, self._aredis)
+        await self.lag_monitor.start()
+
+    async def stop(self) -> None:
+        if self.lag_monitor is not None:
+            await self.lag_monitor.close()
+        await self.event_log.close()
+        if self._aredis is not None:
+            await self._aredis.aclose()
+
+    # -- what the app asks -------------------------------------------------------------------
+
+    async def pipeline(self) -> tuple[int, int, bool]:
+        if self.lag_monitor is None:
+            return (-1, -1, False)
+        lag = await self.lag_monitor.lag()
+        return (lag.pending, lag.processed, lag.healthy)
+
+    async def readiness(self) -> tuple[bool, dict[str, str], dict[str, Any]]:
+        async def check(name: str, probe: Any) -> tuple[str, str]:
+            try:
+                await asyncio.wait_for(probe(), 5)
+            except Exception as exc:  # report which dependency is down and why
+                return name, f"unavailable: {exc!r}"[:300]
+            return name, "ok"
+
+        async def kafka() -> None:
+            if not await self.event_log.ping():
+                raise ConnectionError(f"Kafka at {self.settings.kafka_bootstrap} does not answer")
+
+        results = dict(await asyncio.gather(
+            check("kafka", kafka),
+            check("cassandra", lambda: asyncio.to_thread(self.store.checkpoint)),
+            check("redis", lambda: asyncio.to_thread(self.redis.ping)),
+            check("neo4j", lambda: asyncio.to_thread(self.graph.sessions_count, "")),
+        ))
+        pending, _processed, healthy = await self.pipeline()
+        results["pipeline"] = "ok" if healthy else "unavailable: cannot read the job's lag"
+        ok = all(v == "ok" for v in results.values())
+        return ok, results, {"pending_events": pending, "geo": self.geo.source}
+
+    def about(self) -> dict[str, Any]:
+        return about_of(self.settings, self.geo)
+
+    def runner_rules(self, project: str) -> SessionRules:
+        return project_rules(self.control, self.registry, project)
+
+    def update_session_settings(self, project: str, changes: dict[str, Any]) -> dict[str, Any]:
+        merged = self.control.update_settings(project, changes)
+        publish_settings(self.redis, self.control, [project])
+        return merged
+
+    def wait_processed(self, timeout: float) -> None:
+        """Block until the job has caught up (the demo loader, offline tools)."""
+        async def poll() -> None:
+            await self.start()
+            try:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + timeout
+                while loop.time() < deadline:
+                    if (await self.pipeline())[0] == 0:
+                        return
+                    await asyncio.sleep(0.2)
+                raise TimeoutError(f"the PyFlink job did not catch up in {timeout:.0f} s "
+                                   "(is `cep flink run` running?)")
+            finally:
+                await self.stop()
+
+        asyncio.run(poll())
+
+    def close(self) -> None:
+        self.store.close()
+        self.graph.close()
+        self.redis.close()
+        self.control.close()
+        self.geo.close()
