@@ -92,6 +92,7 @@ class PipelineLag:
             return answer
 
     async def _measure(self) -> Lag:
+        from aiokafka.errors import GroupCoordinatorNotAvailableError, GroupIdNotFound
         from aiokafka.structs import TopicPartition
 
         if self._admin is None or self._consumer is None:
@@ -104,7 +105,12 @@ class PipelineLag:
                 ids = self._consumer.partitions_for_topic(topic) or set()
             partitions += [TopicPartition(topic, p) for p in sorted(ids)]
         ends = await self._consumer.end_offsets(partitions) if partitions else {}
-        committed = await self._admin.list_consumer_group_offsets(self._group)
+        try:
+            committed = await self._admin.list_consumer_group_offsets(self._group)
+        except (GroupCoordinatorNotAvailableError, GroupIdNotFound):
+            # No group yet (the job never committed; on a new cluster even the offsets
+            # topic is only created by the first group): nothing is processed.
+            committed = {}
         pending = processed = 0
         for tp, end in ends.items():
             meta = committed.get(tp)
