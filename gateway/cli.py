@@ -214,7 +214,8 @@ def flink() -> None:
 @click.argument("job_args", nargs=-1, type=click.UNPROCESSED)
 def flink_run(data_dir: Path | None, remote: str | None, parallelism: int | None,
               venv: Path | None, job_args: tuple[str, ...], **services: Any) -> None:
-    """Run the job: Kafka raw.* -> dedupe -> sessions + enrichment -> Cassandra, Redis, Neo4j.
+    """Run the job: Kafka raw.* -> dedupe -> sessions + enrichment -> Cassandra, Redis, Neo4j,
+    and the raw events as Parquet under DATA/archive (CEP_ARCHIVE_DIR).
 
     Extra arguments go to ``python -m stream.flink.job`` (see its --help). Runs in the
     foreground until interrupted.
@@ -230,7 +231,8 @@ def flink_run(data_dir: Path | None, remote: str | None, parallelism: int | None
         raise click.ClickException(f"no Flink virtualenv at {python.parent.parent}: run "
                                    "scripts/flink/setup.sh (make setup does)")
     args = [str(python), "-m", "stream.flink.job", "--kafka", settings.kafka_bootstrap,
-            "--group-id", settings.flink_group, "--sink", "stores"]
+            "--group-id", settings.flink_group, "--sink", "stores",
+            "--sink", "stream.flink.archive_sink:ArchiveSink"]
     if parallelism is not None:
         args += ["--parallelism", str(parallelism)]
     if remote:
@@ -239,7 +241,8 @@ def flink_run(data_dir: Path | None, remote: str | None, parallelism: int | None
         checkpoints = (settings.data_dir / "flink-checkpoints").resolve()
         args += ["--checkpoint-dir", checkpoints.as_uri()]
     args += list(job_args)
-    env = {**os.environ, **settings.service_env(),
+    env = {"CEP_ARCHIVE_DIR": str((settings.data_dir / "archive").resolve()),
+           **os.environ, **settings.service_env(),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(root),
                                                        os.environ.get("PYTHONPATH")]))}
     click.echo(f"flink: {' '.join(args[1:])}", err=True)
