@@ -44,7 +44,7 @@ SETTINGS_HASH = "cep:project-settings"
 def publish_settings(client: redis.Redis, control: ControlStore,
                      projects: list[str] | None = None) -> int:
     """Mirror project settings into Redis for the PyFlink job; returns how many."""
-    ids = projects if projects is not None else [p["id"] for p in control.projects()]
+    ids = projects if projects is not None else [p["project"] for p in control.projects()]
     mapping = {p: orjson.dumps(control.settings(p)).decode() for p in ids}
     if mapping:
         client.hset(SETTINGS_HASH, mapping=mapping)
