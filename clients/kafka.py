@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from clients.kafka_topics import DEAD_TOPIC, PROFILES_TOPIC, TopicRouter
+from clients.kafka_topics import DEAD_TOPIC, HEARTBEAT_TOPIC, PROFILES_TOPIC, TopicRouter
 from stream.contract.records import LogRecord, decode_record
 
 if TYPE_CHECKING:
@@ -252,6 +252,16 @@ class KafkaEventLog:
         except (KafkaError, OSError, TimeoutError):
             return False
         return bool(metadata.brokers())
+
+    async def heartbeat(self) -> None:
+        """An empty message to every partition of the heartbeat topic (see
+        :mod:`clients.kafka_topics`); waits for the acknowledgements."""
+        if self._producer is None:
+            raise LogUnavailable("the Kafka producer is not started")
+        partitions = await self._producer.partitions_for(HEARTBEAT_TOPIC)
+        futures = [await self._producer.send(HEARTBEAT_TOPIC, b"", partition=p)
+                   for p in sorted(partitions or ())]
+        await asyncio.gather(*futures)
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None

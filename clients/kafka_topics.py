@@ -8,6 +8,13 @@
   PyFlink job subscribes to the pattern ``raw\\..*`` and decodes every value there as an
   ``Event``; a profile would be an undecodable record to it.
 - ``events.dead``: rejected records with their reason, and settlements of replayed ones.
+- ``raw._heartbeat``: empty values only, never an event (no category slug starts with
+  ``_``). Flink's Kafka source commits a completed checkpoint's offsets from its fetch loop,
+  which blocks up to 10 s in an idle ``poll``; a message on any partition a reader owns
+  ends that wait. The gateway sends one to every partition when ``pendingEvents`` stopped
+  moving (``clients/pipeline_lag.py``), so an idle pipeline reports "done" within about a
+  checkpoint interval instead of ten seconds. Every source of the job reads this topic and
+  drops its values; it is left out of every lag figure. Short retention.
 """
 
 from __future__ import annotations
@@ -22,6 +29,11 @@ RAW_PREFIX = "raw."
 CUSTOM_TOPIC = "raw.custom_events"
 PROFILES_TOPIC = "profiles.raw"
 DEAD_TOPIC = "events.dead"
+HEARTBEAT_TOPIC = "raw._heartbeat"
+# More partitions than job parallelism: Kafka's source hands a topic's partitions to its
+# readers round-robin, so every reader owns at least one.
+HEARTBEAT_PARTITIONS = 16
+HEARTBEAT_RETENTION_MS = 3_600_000
 DEFAULT_PARTITIONS = 6
 # Events and dead letters may be 1 MiB each (the contract's limit) plus their envelope; the
 # broker's default of about 1 MiB per record batch would refuse them.
@@ -58,7 +70,8 @@ class TopicRouter:
 
 async def ensure_topics(bootstrap: str, topics: Iterable[str], *,
                         partitions: int = DEFAULT_PARTITIONS, replication: int = 1,
-                        request_timeout_ms: int = 10_000) -> list[str]:
+                        request_timeout_ms: int = 10_000,
+                        configs: dict[str, str] | None = None) -> list[str]:
     """Create the ``topics`` that do not exist yet; returns the ones it created.
 
     Idempotent: existing topics are left as they are (their partition count included), and
@@ -77,7 +90,8 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], *,
             return []
         response = await admin.create_topics(
             [NewTopic(t, num_partitions=partitions, replication_factor=replication,
-                      topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)})
+                      topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES),
+                                     **(configs or {})})
              for t in missing])
     finally:
         await admin.close()
@@ -89,3 +103,8 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], *,
         elif for_code(code) is not TopicAlreadyExistsError:
             raise for_code(code)(f"creating topic {name}: {error[2:]}")
     return sorted(created)
+
+
+async def ensure_heartbeat_topic(bootstrap: str) -> list[str]:
+    return await ensure_topics(bootstrap, [HEARTBEAT_TOPIC], partitions=HEARTBEAT_PARTITIONS,
+                               configs={"retention.ms": str(HEARTBEAT_RETENTION_MS)})

@@ -13,6 +13,11 @@ each flush; see ``stream/flink``). So:
 
 is 0 exactly when every accepted item is visible in the stores. ``processed`` is the
 committed offsets' sum over the ``raw.*`` topics (events taken in by the job).
+
+The source commits from its fetch loop, which an idle partition keeps in a 10 s ``poll``;
+when the figure has not moved for ``nudge_after_s`` this sends an empty message to every
+partition of ``raw._heartbeat`` (at most once per ``nudge_after_s``), which ends those waits
+(see :mod:`clients.kafka_topics`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +37,7 @@ log = logging.getLogger("cep.lag")
 
 BUFFERED_PATTERN = "cep:pipeline:buffered:*"
 RAW_PREFIX = "raw."
+Nudge = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +53,12 @@ class PipelineLag:
     one answer for a moment so a dashboard polling many times a second costs one lookup."""
 
     def __init__(self, bootstrap: str, group: str, topics: Sequence[str], redis: Any,
-                 cache_s: float = 0.05) -> None:
+                 cache_s: float = 0.05, nudge: Nudge | None = None,
+                 nudge_after_s: float = 1.0) -> None:
+        self._nudge = nudge
+        self._nudge_after_s = nudge_after_s
+        self._since: tuple[int, float] = (-1, 0.0)  # (pending, monotonic time it was first seen)
+        self._nudged = 0.0
         self._bootstrap = bootstrap
         self._group = group
         self._topics = list(topics)
@@ -75,7 +86,9 @@ class PipelineLag:
             if client is not None:
                 try:
                     await client.stop() if hasattr(client, "stop") else await client.close()
-                except Exception as exc:  # closing: report, never raise
+                except (Exception, asyncio.CancelledError) as exc:  # closing: report only
+                    # (aiokafka's stop() raises CancelledError when called right after
+                    # start(), before its background task first ran)
                     log.warning("closing a Kafka client: %r", exc)
 
     async def lag(self) -> Lag:
@@ -89,7 +102,22 @@ class PipelineLag:
                 log.warning("pipeline lag unavailable: %r", exc)
                 answer = Lag(-1, -1, False, repr(exc))
             self._last = (time.monotonic(), answer)
+            await self._maybe_nudge(answer.pending)
             return answer
+
+    async def _maybe_nudge(self, pending: int) -> None:
+        now = time.monotonic()
+        if pending != self._since[0]:
+            self._since = (pending, now)
+            return
+        if (self._nudge is None or pending <= 0 or now - self._since[1] < self._nudge_after_s
+                or now - self._nudged < self._nudge_after_s):
+            return
+        self._nudged = now
+        try:
+            await self._nudge()
+        except Exception as exc:  # a nudge only speeds things up; never fail a read on it
+            log.warning("heartbeat to the job failed: %r", exc)
 
     async def _measure(self) -> Lag:
         from aiokafka.errors import GroupCoordinatorNotAvailableError, GroupIdNotFound

@@ -22,7 +22,7 @@ import redis
 import redis.asyncio as aioredis
 
 from clients.kafka import KafkaEventLog, KafkaSettings
-from clients.kafka_topics import ensure_topics
+from clients.kafka_topics import ensure_heartbeat_topic, ensure_topics
 from clients.pipeline_lag import PipelineLag
 from gateway.ingest import Ingestor
 from gateway.platform import about_of, now_ms, open_control, project_rules
@@ -93,12 +93,13 @@ class DistributedPlatform:
         """Create the topics, connect the producer and the lag monitor (server loop)."""
         topics = self.event_log.router.all_topics()
         created = await ensure_topics(self.settings.kafka_bootstrap, topics)
+        created += await ensure_heartbeat_topic(self.settings.kafka_bootstrap)
         if created:
             log.info("created Kafka topics %s", ", ".join(created))
         await self.event_log.start()
         self._aredis = aioredis.Redis.from_url(self.settings.redis_url, decode_responses=True)
         self.lag_monitor = PipelineLag(self.settings.kafka_bootstrap, self.settings.flink_group,
-                                       topics, self._aredis)
+                                       topics, self._aredis, nudge=self.event_log.heartbeat)
         await self.lag_monitor.start()
 
     async def stop(self) -> None:

@@ -70,7 +70,7 @@ class Kafka(Service):
         """kafka-storage.sh format, with static voters (so without --standalone)."""
         log = self.home / "logs" / "format.log"
         argv = [common[0], "-Xmx256m", *common[1:], FORMAT_CLASS, "format",
-                "-t", new_cluster_id(), "-c", str(props), "--ignore-formatted"]
+                f"--cluster-id={new_cluster_id()}", "-c", str(props), "--ignore-formatted"]
         with log.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out,

@@ -90,6 +90,58 @@ def test_pending_is_the_groups_lag_plus_what_sinks_buffer(stack: DevStack) -> No
                                        (6, 7, True)]
 
 
+def test_a_stuck_figure_nudges_the_job_once_per_interval(stack: DevStack) -> None:
+    bootstrap = f"127.0.0.1:{stack.ports.kafka}"
+
+    async def scenario() -> tuple[int, int]:
+        from clients.kafka import KafkaEventLog, KafkaSettings
+        from clients.kafka_topics import (
+            HEARTBEAT_PARTITIONS,
+            HEARTBEAT_TOPIC,
+            ensure_heartbeat_topic,
+        )
+
+        await ensure_heartbeat_topic(bootstrap)
+        producer = KafkaEventLog(KafkaSettings(bootstrap=bootstrap))
+        await producer.start()
+        nudges = 0
+
+        async def nudge() -> None:
+            nonlocal nudges
+            nudges += 1
+            await producer.heartbeat()
+
+        client = aioredis.Redis.from_url(f"redis://127.0.0.1:{stack.ports.redis}/0")
+        lag = PipelineLag(bootstrap, "cep-flink-nudge-test", ["raw.commerce"], client,
+                          cache_s=0, nudge=nudge, nudge_after_s=0.3)
+        await lag.start()
+        try:
+            await _produce(bootstrap, "raw.commerce", 1)  # nobody consumes: stuck at >= 1
+            deadline = asyncio.get_running_loop().time() + 1.0
+            while asyncio.get_running_loop().time() < deadline:
+                await lag.lag()
+                await asyncio.sleep(0.05)
+            from aiokafka import AIOKafkaConsumer
+            from aiokafka.structs import TopicPartition
+
+            probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+            await probe.start()
+            await asyncio.sleep(0.1)  # aiokafka's stop() right after start() raises
+            parts = [TopicPartition(HEARTBEAT_TOPIC, p) for p in range(HEARTBEAT_PARTITIONS)]
+            ends = await probe.end_offsets(parts)
+            await probe.stop()
+        finally:
+            await lag.close()
+            await producer.close()
+            await client.aclose()
+        assert set(ends) == set(parts)
+        return nudges, min(ends.values())
+
+    nudges, per_partition = asyncio.run(scenario())
+    assert nudges in (2, 3), "one nudge per 0.3 s once the figure stood still for 0.3 s"
+    assert per_partition == nudges, "each nudge reaches every heartbeat partition"
+
+
 def test_kafka_going_away_is_reported_not_raised(stack: DevStack) -> None:
     """Last in the module: stops Kafka."""
     async def scenario() -> tuple[bool, bool, str | None]:
