@@ -17,7 +17,8 @@ between the old and new transitions of each session. Counts therefore always equ
 the stored steps imply; replaced and removed sessions are idempotent on replay. An append
 has no position, so replaying one is indistinguishable from the same steps happening
 again: pass the runner's ``offset`` and a session skips appends at or below the last offset
-it applied. All Cypher is parameterized and batched with UNWIND.
+it applied. Positioned appends (``old[:start] + steps``) need no offset: they are
+idempotent. All Cypher is parameterized and batched with UNWIND.
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ class Neo4jJourneyGraph:
 
     def _apply(self, tx: ManagedTransaction, changes: GraphChanges,
                offset: int | None) -> None:
-        refs = list(dict.fromkeys([*changes.removed, *changes.replaced, *changes.appended]))
+        refs = list(dict.fromkeys([*changes.removed, *changes.replaced, *changes.appended,
+                                   *changes.positioned]))
         old: dict[SessionRef, list[Step]] = {}
         stored_offset: dict[SessionRef, int | None] = {}
         for r in tx.run(_READ_STEPS, refs=[{"project": p, "session": s} for p, s in refs]):
@@ -159,6 +161,8 @@ class Neo4jJourneyGraph:
             new[ref] = list(steps)
         for ref, steps in changes.appended.items():
             new[ref] = (new[ref] or []) + list(steps)
+        for ref, (start, steps) in changes.positioned.items():
+            new[ref] = (new[ref] or [])[:start] + list(steps)
         if offset is not None:  # a session already at this offset saw these changes
             refs = [ref for ref in refs if (stored_offset.get(ref) or -1) < offset]
 
@@ -178,8 +182,9 @@ class Neo4jJourneyGraph:
                 if before is not None:
                     drop.append({"project": p, "session": sid})
             else:
-                upsert.append({"project": p, "session": sid, "user": changes.keys.get(ref),
-                               "offset": offset})
+                if before is None or offset is not None:  # else its node and user are there
+                    upsert.append({"project": p, "session": sid,
+                                   "user": changes.keys.get(ref), "offset": offset})
                 add.extend({"project": p, "session": sid, "index": i, "name": n, "url": u}
                            for i, (n, u) in enumerate(after[keep:], start=keep))
             b_pairs, a_pairs = _pairs(p, before or []), _pairs(p, after or [])

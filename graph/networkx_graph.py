@@ -53,6 +53,9 @@ class NetworkxJourneyGraph:
                     self._count(p.graph, array("I", [seq[-1], added[0]]), +1)
                 self._count(p.graph, added, +1)
                 seq.extend(added)
+            for (project, sid), (start, steps) in changes.positioned.items():
+                old = self._project(project).sequences.get(sid, array("I"))
+                self._set(project, sid, old[:start] + array("I", map(self._intern, steps)))
 
     def rebuild(self, rows: Iterable[tuple[str, str, str, str | None]]) -> None:
         """Load from ``(project, session_id, event_name, url)`` rows in step order."""

@@ -4,6 +4,10 @@ Adapters: ``NetworkxJourneyGraph`` (embedded) and, in the distributed profile, N
 are fed by the stream runner as sessions progress, with ``GraphChanges``: steps appended to
 sessions that grew in order, whole sequences for sessions a late event rebuilt, and
 sessions that no longer exist. Steps are (event name, url) in event-time order.
+
+``positioned`` appends carry where they start: ``(start, steps)`` makes a session's steps
+``old[:start] + steps``, so applying them twice (a stream job replaying from a checkpoint)
+gives the same graph. They are applied after ``removed``, ``replaced`` and ``appended``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class GraphChanges:
     replaced: dict[SessionRef, list[Step]] = field(default_factory=dict)
     removed: list[SessionRef] = field(default_factory=list)
     keys: dict[SessionRef, str] = field(default_factory=dict)  # session key of each session
+    positioned: dict[SessionRef, tuple[int, list[Step]]] = field(default_factory=dict)
 
     def append(self, ref: SessionRef, key: str, step: Step) -> None:
         if ref in self.replaced:
@@ -31,7 +36,7 @@ class GraphChanges:
         self.keys[ref] = key
 
     def __bool__(self) -> bool:
-        return bool(self.appended or self.replaced or self.removed)
+        return bool(self.appended or self.replaced or self.removed or self.positioned)
 
 
 @dataclass(frozen=True, slots=True)

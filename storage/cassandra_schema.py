@@ -65,6 +65,12 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE IF NOT EXISTS {ks}.dead_letter_steps (next_offset bigint PRIMARY KEY, "
         "first_id bigint)",
     ],
+    [
+        # The dead-letter partitions a stream job wrote (ids from time and hash, one
+        # partition per project and day), so paging finds them without a scan.
+        "CREATE TABLE IF NOT EXISTS {ks}.dead_letter_buckets (project text, bucket bigint, "
+        "PRIMARY KEY ((project), bucket))",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _KEYSPACE_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")

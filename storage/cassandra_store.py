@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time as _time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,22 +27,31 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_
 from cassandra.util import Date
 
 from storage.cassandra_schema import check_keyspace, migrate
-from storage.duckdb_store import (
-    _EVENT_COLUMNS,
-    _EVENT_TYPES,
-    _ROW_FIELDS,
-    _SESSION_COLUMNS,
-    _SESSION_TYPES,
-    _events_table,
-    _session_tuple,
-)
+from storage.columns import EVENT_COLUMNS as _EVENT_COLUMNS
+from storage.columns import EVENT_TYPES as _EVENT_TYPES
+from storage.columns import ROW_FIELDS as _ROW_FIELDS
+from storage.columns import SESSION_COLUMNS as _SESSION_COLUMNS
+from storage.columns import SESSION_TYPES as _SESSION_TYPES
+from storage.columns import events_table as _events_table
+from storage.columns import session_tuple as _session_tuple
 from storage.ports import KeyRange, SessionQuery, WriteBatch
 from stream.contract.event import Event
 from stream.operators.sessionize import SessionRow
 
 DAY_MS = 86_400_000
 DEAD_BUCKET = 10_000  # dead letters per (project, bucket) partition
+# Ids at or above this are a stream job's (``stream_dead_id``: received_at ms << 20 | hash
+# bits); their partitions are one per project and UTC day, numbered from STREAM_BUCKETS and
+# listed in dead_letter_buckets (the sequence's partitions are found from dead_seq).
+STREAM_DEAD_IDS = 1 << 40
+STREAM_BUCKETS = 1 << 40
 CONCURRENCY = 64
+STREAM_CONCURRENCY = 32
+# Rows per replica batch of a stream job's writes, and their rough size cap (Cassandra warns
+# above batch_size_warn_threshold, 5 KiB by default, and fails above 50 KiB).
+STREAM_BATCH_ROWS = 40
+STREAM_BATCH_BYTES = 16 << 10
+_ROW_BYTES = 640  # a row without its properties, as Cassandra measures batches
 # Rows per single-partition unlogged batch: ~20 event rows stay near Cassandra's 5 KiB
 # batch_size_warn_threshold.
 PARTITION_BATCH_ROWS = 20
@@ -65,6 +75,13 @@ _PROFILE = [("city", ("city",), False), ("state", ("state",), False),
 def day_of(ms: int) -> Date:
     """The UTC date holding ``ms``."""
     return Date(ms // DAY_MS)
+
+
+def dead_bucket(letter_id: int) -> int:
+    """The ``dead_letters`` partition (within a project) of a dead letter's id."""
+    if letter_id >= STREAM_DEAD_IDS:
+        return STREAM_BUCKETS + (letter_id >> 20) // DAY_MS
+    return letter_id // DEAD_BUCKET
 
 
 def _signed(key: int) -> int:
@@ -97,6 +114,7 @@ class CassandraStore:
         migrate(self._session, self.keyspace, replication_factor)
         self._session.set_keyspace(self.keyspace)
         self._prepared: dict[str, PreparedStatement] = {}
+        self._event_stmts: set[PreparedStatement] = set()  # last parameter: properties
 
     def close(self) -> None:
         self._cluster.shutdown()
@@ -123,6 +141,12 @@ class CassandraStore:
         """Write rows in unlogged batches of one partition each (the first ``key_width``
         parameters are the partition key): far fewer round trips than one statement a row,
         and no coordinator fan-out, unlike multi-partition batches."""
+        batches = self._grouped(cql, params, key_width)
+        execute_concurrent(self._session, [(b, ()) for b in batches], concurrency=CONCURRENCY,
+                           raise_on_first_error=True, results_generator=False)
+
+    def _grouped(self, cql: str, params: Iterable[Sequence[Any]],
+                 key_width: int) -> list[BatchStatement]:
         stmt = self._stmt(cql)
         groups: dict[tuple[Any, ...], list[Sequence[Any]]] = {}
         for row in params:
@@ -134,8 +158,7 @@ class CassandraStore:
                 for row in rows[i:i + PARTITION_BATCH_ROWS]:
                     batch.add(stmt, row)
                 batches.append(batch)
-        execute_concurrent(self._session, [(b, ()) for b in batches], concurrency=CONCURRENCY,
-                           raise_on_first_error=True, results_generator=False)
+        return batches
 
     def _one(self, cql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return list(self._session.execute(self._stmt(cql), params))
@@ -203,7 +226,11 @@ class CassandraStore:
         ]
 
     def commit(self, batch: WriteBatch) -> None:
-        """Write one processing step, then its log offset. Replaying a step is harmless."""
+        """Write one processing step, then its log offset. Replaying a step is harmless.
+
+        A negative ``next_offset`` writes no offset (a writer that tracks its position
+        elsewhere, like the PyFlink job's checkpoints); dead letters then need ids, so
+        such writers use ``write_stream``."""
         if batch.events:
             self._write_events(batch)
         if batch.moved_events:
@@ -218,10 +245,21 @@ class CassandraStore:
             self._write_dead(batch)
         if batch.settled_dead:
             self._settle_dead(batch.settled_dead)
-        self._one("INSERT INTO meta (key, value) VALUES (?, ?)",
-                  ["log_offset", batch.next_offset])
+        if batch.next_offset >= 0:
+            self._one("INSERT INTO meta (key, value) VALUES (?, ?)",
+                      ["log_offset", batch.next_offset])
 
     def _write_events(self, batch: WriteBatch) -> None:
+        rows, by_key, by_user = self._event_writes(batch)
+        self._run(self._insert("events_by_id", _EVENT_FIELDS), rows)
+        execute_concurrent(self._session, [(b, ()) for b in [*by_key, *by_user]],
+                           concurrency=CONCURRENCY, raise_on_first_error=True,
+                           results_generator=False)
+
+    def _event_writes(self, batch: WriteBatch) -> tuple[list[tuple[Any, ...]],
+                                                        list[BatchStatement],
+                                                        list[BatchStatement]]:
+        """Rows of events_by_id, and batches of events_by_session_key / events_by_user."""
         table = _events_table(batch.events)
         cols = {name: table.column(name).to_pylist() for name in _EVENT_FIELDS}
         cols["dedupe_key"] = [_signed(k) for k in cols["dedupe_key"]]
@@ -229,20 +267,159 @@ class CassandraStore:
         days = [day_of(t) for t in cols["time"]]
         users = [u or d or "" for u, d in zip(cols["distinct_user_id"], cols["device_id"],
                                               strict=True)]
-        self._run(self._insert("events_by_id", _EVENT_FIELDS), rows)
-        # Partition key first in the column list, so _run_grouped can group by it.
+        # Partition key first in the column list, so _grouped can group by it.
         key_cols = ["project", "session_key", "day"]
         rest = [c for c in _EVENT_FIELDS if c not in key_cols]
         idx = {c: i for i, c in enumerate(_EVENT_FIELDS)}
-        self._run_grouped(
+        by_key = self._grouped(
             self._insert("events_by_session_key", [*key_cols, *rest]),
             [(r[0], r[idx["session_key"]], d, *(r[idx[c]] for c in rest))
              for r, d in zip(rows, days, strict=True)], 3)
         user_cols = ["project", "user", "day"]
         rest = [c for c in _EVENT_FIELDS if c != "project"]
-        self._run_grouped(
+        by_user = self._grouped(
             self._insert("events_by_user", [*user_cols, *rest]),
             [(r[0], u, d, *r[1:]) for r, u, d in zip(rows, users, days, strict=True)], 3)
+        return rows, by_key, by_user
+
+    # -- a stream job's writes -------------------------------------------------------------
+
+    def write_stream(self, write: StreamWrite) -> None:
+        """Write a stream job's batch: upserts only, no reads before writing, all at once.
+
+        Unlike ``commit`` nothing is looked up: events (moved ones included) are whole rows,
+        sessions come once each with the by-start rows they leave behind, ties, traits and
+        dead letters carry their own write time (``USING TIMESTAMP``: the latest tie, trait
+        and letter state wins whatever order replays write them in). Only settlements read
+        (a settlement must not create a letter that was never stored)."""
+        batch = write.batch
+        rows: list[tuple[Any, Sequence[Any]]] = []  # written in replica batches
+        if batch.events:
+            rows += self._event_rows(batch)
+        rows += self._session_writes(write)
+        work: list[tuple[Any, Sequence[Any]]] = [(b, ()) for b in self._replica_batches(rows)]
+        if batch.ties:
+            stmt = self._stmt(self._insert("identities", ["project", "device_id", "user_id",
+                                                          "tie_time"]) + " USING TIMESTAMP ?")
+            work += [(stmt, (p, d, u, t, t * 1000)) for p, d, u, t in batch.ties]
+        if batch.traits:
+            stmt = self._stmt(self._insert("profile_traits", [
+                "project", "user_id", "key", "value_text", "value_num", "set_at"])
+                + " USING TIMESTAMP ?")
+            # the latest set_at of each key wins (on a tie, the later one), as the write
+            # timestamps will decide between batches
+            latest = sorted(batch.traits, key=lambda t: t[4])
+            work += [(stmt, (*row, row[-1] * 1000)) for row in _trait_rows(latest)]
+        if batch.dead:
+            stmt = self._stmt(self._insert("dead_letters", [
+                "project", "bucket", "id", "kind", "idx", "reason", "payload", "received_at",
+                "source", "status"]) + " USING TIMESTAMP ?")
+            for d, letter_id in zip(batch.dead, write.dead_ids, strict=True):
+                work.append((stmt, (d.project, dead_bucket(letter_id), letter_id, d.kind,
+                                    d.index, d.reason, d.payload.decode("utf-8", "replace"),
+                                    d.received_at, d.source, "open", d.received_at * 1000)))
+            listed = self._stmt("INSERT INTO dead_letter_buckets (project, bucket) "
+                                "VALUES (?, ?)")
+            work += [(listed, key) for key in dict.fromkeys(
+                (d.project, dead_bucket(i)) for d, i in zip(batch.dead, write.dead_ids,
+                                                            strict=True))]
+        if work:
+            execute_concurrent(self._session, work, concurrency=STREAM_CONCURRENCY,
+                               raise_on_first_error=True, results_generator=False)
+        if batch.settled_dead:
+            self._settle_dead(batch.settled_dead)
+
+    def _event_rows(self, batch: WriteBatch) -> list[tuple[Any, Sequence[Any]]]:
+        table = _events_table(batch.events)
+        cols = {name: table.column(name).to_pylist() for name in _EVENT_FIELDS}
+        cols["dedupe_key"] = [_signed(k) for k in cols["dedupe_key"]]
+        rows = list(zip(*(cols[n] for n in _EVENT_FIELDS), strict=True))
+        days = [day_of(t) for t in cols["time"]]
+        users = [u or d or "" for u, d in zip(cols["distinct_user_id"], cols["device_id"],
+                                              strict=True)]
+        by_id = self._event_stmt(self._insert("events_by_id", _EVENT_FIELDS))
+        key_cols = ["project", "session_key", "day"]
+        rest = [c for c in _EVENT_FIELDS if c not in key_cols]
+        idx = [_EVENT_FIELDS.index(c) for c in rest]
+        sk = _EVENT_FIELDS.index("session_key")
+        by_key = self._event_stmt(self._insert("events_by_session_key", [*key_cols, *rest]))
+        by_user = self._event_stmt(self._insert("events_by_user", ["project", "user", "day",
+                                                                   *_EVENT_FIELDS[1:]]))
+        out: list[tuple[Any, Sequence[Any]]] = [(by_id, r) for r in rows]
+        out += [(by_key, (r[0], r[sk], d, *(r[i] for i in idx)))
+                for r, d in zip(rows, days, strict=True)]
+        out += [(by_user, (r[0], u, d, *r[1:])) for r, u, d in zip(rows, users, days,
+                                                                      strict=True)]
+        return out
+
+    def _event_stmt(self, cql: str) -> PreparedStatement:
+        """A prepared event insert, marked as one whose last parameter is ``properties``."""
+        stmt = self._stmt(cql)
+        self._event_stmts.add(stmt)
+        return stmt
+
+    def _replica_batches(self, rows: list[tuple[Any, Sequence[Any]]]) -> list[Any]:
+        """``rows`` bound and packed into unlogged batches of rows whose partitions share
+        their first replica, up to ``STREAM_BATCH_ROWS`` rows or about ``STREAM_BATCH_BYTES``:
+        the coordinator (token-aware routing sends it to that replica) applies a batch
+        locally, and the client sends one request for dozens of rows — the Python driver
+        costs ~0.3 ms of CPU per request, more than Cassandra spends on a row. A row too
+        big for a batch goes alone."""
+        metadata = self._cluster.metadata
+        replica_of: dict[bytes, Any] = {}
+        groups: dict[Any, list[tuple[Any, int]]] = {}
+        alone: list[Any] = []
+        for stmt, params in rows:
+            bound = stmt.bind(params)
+            # the long text columns of an event row, with room for the rest
+            size = _ROW_BYTES + len(params[-1] or "") if stmt in self._event_stmts else _ROW_BYTES
+            if size > STREAM_BATCH_BYTES:
+                alone.append(bound)
+                continue
+            key = bound.routing_key
+            replica = replica_of.get(key)
+            if replica is None:
+                hosts = metadata.get_replicas(self.keyspace, key)
+                replica = replica_of[key] = hosts[0] if hosts else None
+            groups.setdefault(replica, []).append((bound, size))
+        batches: list[Any] = list(alone)
+        for members in groups.values():
+            batch, rows_in, bytes_in = BatchStatement(batch_type=BatchType.UNLOGGED), 0, 0
+            for bound, size in members:
+                if rows_in and (rows_in >= STREAM_BATCH_ROWS
+                                or bytes_in + size > STREAM_BATCH_BYTES):
+                    batches.append(batch)
+                    batch, rows_in, bytes_in = BatchStatement(batch_type=BatchType.UNLOGGED), 0, 0
+                batch.add(bound)
+                rows_in, bytes_in = rows_in + 1, bytes_in + size
+            if rows_in:
+                batches.append(batch)
+        return batches
+
+    def _session_writes(self, write: StreamWrite) -> list[tuple[Any, Sequence[Any]]]:
+        batch = write.batch
+        work: list[tuple[Any, Sequence[Any]]] = []
+        by_key = self._stmt("DELETE FROM sessions_by_key WHERE project = ? AND session_key = ? "
+                            "AND start_time = ? AND session_id = ?")
+        by_day = self._stmt("DELETE FROM sessions_by_day WHERE project = ? AND day = ? "
+                            "AND start_time = ? AND session_id = ?")
+        for project, sid, key, start in write.stale_sessions:
+            work.append((by_key, (project, key, start, sid)))
+            work.append((by_day, (project, day_of(start), start, sid)))
+        gone = self._stmt("DELETE FROM sessions_by_id WHERE project = ? AND session_id = ?")
+        work += [(gone, ref) for ref in batch.deleted_sessions]
+        if batch.sessions:
+            rows = [_session_tuple(r, x) for r, x in batch.sessions]
+            days = [day_of(r.start_time) for r, _x in batch.sessions]
+            for table in ("sessions_by_id", "sessions_by_key"):
+                stmt = self._stmt(self._insert(table, _SESSION_FIELDS))
+                work += [(stmt, row) for row in rows]
+            stmt = self._stmt(self._insert("sessions_by_day", [*_SESSION_FIELDS, "day"]))
+            work += [(stmt, (*row, d)) for row, d in zip(rows, days, strict=True)]
+            stmt = self._stmt("INSERT INTO session_days (project, day) VALUES (?, ?)")
+            work += [(stmt, key) for key in dict.fromkeys(
+                (r.project, d) for (r, _x), d in zip(batch.sessions, days, strict=True))]
+        return work
 
     def _move_events(self, moves: list[tuple[str, str, str]]) -> None:
         found = self._run("SELECT project, insert_id, distinct_user_id, device_id, "
@@ -312,16 +489,9 @@ class CassandraStore:
                   writes)
 
     def _write_traits(self, traits: list[tuple[str, str, str, Any, int]]) -> None:
-        rows = []
-        for project, user, key, value, at in traits:
-            num = (float(value) if isinstance(value, int | float) and not isinstance(value, bool)
-                   else None)
-            text = value if isinstance(value, str) else orjson.dumps(value).decode()
-            rows.append((project, user, key, text, num, at))
-        # Later traits of the same key win, as with DuckDB's INSERT OR REPLACE.
-        unique = list({(r[0], r[1], r[2]): r for r in rows}.values())
         self._run(self._insert("profile_traits", ["project", "user_id", "key", "value_text",
-                                                  "value_num", "set_at"]), unique)
+                                                  "value_num", "set_at"]),
+                  _trait_rows(traits))
 
     def _write_dead(self, batch: WriteBatch) -> None:
         """Dead letters get ids from one deployment-wide sequence, like DuckDB's; a replayed
@@ -347,7 +517,7 @@ class CassandraStore:
             self._one("INSERT INTO meta (key, value) VALUES (?, ?)", ["dead_seq", last])
 
     def _settle_dead(self, settled: list[tuple[str, int]]) -> None:
-        keys = [(p, i // DEAD_BUCKET, i) for p, i in settled]
+        keys = [(p, dead_bucket(i), i) for p, i in settled]
         found = self._run("SELECT id FROM dead_letters WHERE project = ? AND bucket = ? "
                           "AND id = ?", keys)
         now = int(_time.time() * 1000)
@@ -413,13 +583,22 @@ class CassandraStore:
         last = int(seq[0][0]) if seq else 0
         out: list[tuple[Any, ...]] = []
         bucket = max(after_id + 1, 0) // DEAD_BUCKET
-        while len(out) < limit and bucket <= last // DEAD_BUCKET:
+        buckets: list[int] = []
+        while bucket <= last // DEAD_BUCKET and bucket < STREAM_BUCKETS:
+            buckets.append(bucket)
+            bucket += 1
+        lowest = dead_bucket(max(after_id + 1, STREAM_DEAD_IDS))
+        stream_buckets = [int(r[0]) for r in self._one(
+            "SELECT bucket FROM dead_letter_buckets WHERE project = ? AND bucket >= ?",
+            [project, lowest])]
+        for bucket in [*buckets, *stream_buckets]:
+            if len(out) >= limit:
+                break
             for r in self._one(f"SELECT {', '.join(_DEAD_COLUMNS)} FROM dead_letters "
                                "WHERE project = ? AND bucket = ? AND id > ?",
                                [project, bucket, after_id]):
                 if not status or r[-1] == status:
                     out.append(r)
-            bucket += 1
         return _arrow(out[:max(limit, 0)], _DEAD_COLUMNS, _DEAD_TYPES)
 
     def _identities(self, project: str, devices: set[str]) -> dict[str, str]:
@@ -466,6 +645,34 @@ class CassandraStore:
             out.append((*r, *extra))
         return _arrow(out, [*_SESSION_FIELDS, *_RESOLVED],
                       {**_SESSION_TYPES, **_RESOLVED_TYPES})
+
+
+@dataclass(slots=True)
+class StreamWrite:
+    """One batch of a stream job (``CassandraStore.write_stream``).
+
+    ``batch``: its ``next_offset`` is ignored; ``events`` hold every event written or moved
+    (whole rows, with their current session); ``sessions`` each session once, as it is now;
+    ``deleted_sessions`` the sessions gone. ``stale_sessions``: ``(project, session id,
+    session key, start time)`` of by-start rows to delete — a deleted session's, or one
+    whose start moved. ``dead_ids[i]`` is ``batch.dead[i]``'s id (``stream_dead_id``).
+    """
+
+    batch: WriteBatch
+    stale_sessions: list[tuple[str, str, str, int]] = field(default_factory=list)
+    dead_ids: list[int] = field(default_factory=list)
+
+
+def _trait_rows(traits: list[tuple[str, str, str, Any, int]]) -> list[tuple[Any, ...]]:
+    """``profile_traits`` rows; later traits of the same key win, as with DuckDB's INSERT OR
+    REPLACE."""
+    rows = []
+    for project, user, key, value, at in traits:
+        num = (float(value) if isinstance(value, int | float) and not isinstance(value, bool)
+               else None)
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        rows.append((project, user, key, text, num, at))
+    return list({(r[0], r[1], r[2]): r for r in rows}.values())
 
 
 def _row(r: Sequence[Any]) -> SessionRow:

@@ -58,12 +58,20 @@ started=$SECONDS
 if [[ -d "$venv" && -n "$(ls -A "$venv")" && ! -f "$venv/.cep-flink-venv" ]]; then
     fail "$venv exists and is not a Flink venv made by this script; choose another folder"
 fi
-say "creating $venv with $python $pyver"
-mkdir -p "$(dirname "$venv")"
-"$python" -m venv --clear "$venv" || fail "python -m venv failed (apt-get install python3-venv?)"
-touch "$venv/.cep-flink-venv"
-"$venv/bin/python" -m pip install --quiet --upgrade pip \
-    || fail "pip upgrade failed (is PyPI reachable?)"
+# A venv this script built, with apache-flink in it, is updated in place (requirements added
+# since: a few MB, not apache-flink's 330 MB again); anything else is built afresh.
+if [[ -f "$venv/.cep-flink-venv" && -x "$venv/bin/python" ]] \
+        && "$venv/bin/python" -c "import pyflink" 2>/dev/null; then
+    rm -f "$stamp"
+    say "updating $venv"
+else
+    say "creating $venv with $python $pyver"
+    mkdir -p "$(dirname "$venv")"
+    "$python" -m venv --clear "$venv" || fail "python -m venv failed (apt-get install python3-venv?)"
+    touch "$venv/.cep-flink-venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip \
+        || fail "pip upgrade failed (is PyPI reachable?)"
+fi
 say "installing $(grep -c '^[a-z]' "$requirements") requirements (apache-flink is ~330 MB)"
 "$venv/bin/python" -m pip install --quiet -r "$requirements" \
     || fail "pip install -r $requirements failed (see above)"
@@ -74,7 +82,11 @@ PYTHONPATH="$root" "$venv/bin/python" - <<'EOF' || fail "the Flink venv cannot i
 import pemja  # noqa: F401  thread mode runs Python inside the JVM through pemja
 import pyflink
 import stream.flink.functions  # noqa: F401
+import stream.flink.store_sink  # noqa: F401
 import stream.operators.sessionize  # noqa: F401
+import graph.neo4j_graph  # noqa: F401  the stores sink's adapters
+import storage.cassandra_store  # noqa: F401
+import storage.redis_live  # noqa: F401
 print("flink setup: apache-flink", pyflink.version.__version__)
 EOF
 

@@ -11,13 +11,16 @@ State and its clean-up, decided once (turning TTL on or off later breaks restore
   snapshots). A duplicate arriving later than the TTL after the first is not recognised.
 - sessions, their events and the device's last tie: no TTL; event-time timers drop them
   (see ``stream.flink.keyed``) — a key whose sessions all ended holds nothing.
+- outputs on their way to the sinks: a ``ListState`` per bucket (``BufferOutputs``), emptied
+  by every flush; no TTL.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -30,16 +33,21 @@ from pyflink.datastream.functions import (
     RuntimeContext,
 )
 from pyflink.datastream.state import (
+    ListStateDescriptor,
     MapStateDescriptor,
     StateTtlConfig,
     ValueStateDescriptor,
 )
 
-from stream.contract.event import Event
+from stream.contract.event import Event, Profile
+from stream.contract.records import DeadLetter
+from stream.flink.buckets import bucket_of
 from stream.flink.keyed import Head, Held, KeySessions
-from stream.flink.records import TooLate, WireFormat, event_decoder
+from stream.flink.pending import PendingMarker
+from stream.flink.records import DeadSettled, TooLate, WireFormat, event_decoder
+from stream.flink.rules import ProjectRules
 from stream.flink.sinks import Sink, SinkFactory
-from stream.operators.sessionize import Sessionizer, SessionRules, session_key
+from stream.operators.sessionize import Sessionizer, session_key
 
 log = logging.getLogger("cep.flink")
 
@@ -58,6 +66,12 @@ _encode = msgspec.msgpack.Encoder().encode
 _event = msgspec.msgpack.Decoder(Event)
 _head = msgspec.msgpack.Decoder(Head)
 _held = msgspec.msgpack.Decoder(Held)
+_profile = msgspec.msgpack.Decoder(Profile)
+_dead = msgspec.msgpack.Decoder(DeadLetter)
+_settled = msgspec.msgpack.Decoder(DeadSettled)
+# Flushes also happen when the input ends: an event-time timer this far out fires only on
+# the final watermark (processing-time timers do not fire at the end of a bounded input).
+END_OF_INPUT = 2**62
 
 
 def _ttl(ms: int) -> StateTtlConfig:
@@ -89,6 +103,40 @@ class ParseEvents(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
         payload = value if self._fmt == "msgpack" and isinstance(value, bytes) else _encode(event)
         yield (f"{event.project}\x1f{event.insert_id}",
                f"{event.project}\x1f{session_key(event)}", event.time, payload)
+
+
+class ParseProfiles(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
+    """``profiles.raw`` value (msgpack ``Profile``) → ``(bucket, Profile)``."""
+
+    def __init__(self, buckets: Sequence[int]) -> None:
+        self._buckets = list(buckets)
+
+    def flat_map(self, value: bytes) -> Iterator[tuple[int, list[Profile]]]:
+        try:
+            profile = _profile.decode(value)
+        except msgspec.DecodeError as exc:
+            log.warning("undecodable profile skipped (%s): %.200r", exc, value)
+            return
+        yield (bucket_of(f"{profile.project}\x1f{profile.distinct_user_id}", self._buckets),
+               [profile])
+
+
+class ParseDeadLetters(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
+    """``events.dead`` value → ``(bucket, DeadLetter | DeadSettled)``: a settlement is the
+    two-element ``[project, id]``, a letter the longer ``DeadLetter`` array."""
+
+    def __init__(self, buckets: Sequence[int]) -> None:
+        self._buckets = list(buckets)
+
+    def flat_map(self, value: bytes) -> Iterator[tuple[int, list[DeadLetter | DeadSettled]]]:
+        try:
+            item: DeadLetter | DeadSettled = (
+                _settled.decode(value) if len(msgspec.msgpack.decode(value)) == 2
+                else _dead.decode(value))
+        except (msgspec.DecodeError, TypeError) as exc:
+            log.warning("undecodable dead letter skipped (%s): %.200r", exc, value)
+            return
+        yield bucket_of(item.project, self._buckets), [item]
 
 
 class EventTime(TimestampAssigner):  # type: ignore[misc]  # PyFlink is untyped
@@ -188,14 +236,20 @@ class _State:
 class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is untyped
     """Keyed by ``(project, session key)``: sessions with event-time timers, enrichment.
 
-    Emits :data:`stream.flink.records.Output` values; see :mod:`stream.flink.keyed` for the
-    rules, the late-event re-fold and its bound (``allowed_lateness_ms``).
+    Emits ``(bucket, outputs)``: the :data:`stream.flink.records.Output` values of one event
+    or timer (one element, not one per output: each element crossing to the sink buffers
+    costs a pickle and a Python call or two) with the sink bucket of their key; see
+    :mod:`stream.flink.keyed` for the rules, the late-event re-fold and its bound
+    (``allowed_lateness_ms``). A project's rules are looked up per event
+    (``ProjectRules``: cached, re-read every few seconds); when they change, its keys use
+    the new ones from their next event on (held sessions keep their rows).
     """
 
-    def __init__(self, rules: Mapping[str, SessionRules], allowed_lateness_ms: int,
+    def __init__(self, rules: ProjectRules, allowed_lateness_ms: int,
                  geo_paths: Sequence[str] = (), enrich: bool = True,
-                 cached_keys: int = 10_000) -> None:
-        self._rules = dict(rules)
+                 cached_keys: int = 10_000, buckets: Sequence[int] = (0,)) -> None:
+        self._rules = rules
+        self._buckets = list(buckets)
         self._lateness_ms = allowed_lateness_ms
         self._cached_keys = cached_keys
         self._geo_paths = list(geo_paths)
@@ -216,12 +270,16 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
         else:
             enricher = Enricher(None, None)
         self._enricher = enricher
+        self._rules.open()
         self._per_project: dict[str, KeySessions] = {}
 
+    def close(self) -> None:
+        self._rules.close()
+
     def _logic(self, project: str) -> KeySessions:
+        rules = self._rules.rules(project)
         logic = self._per_project.get(project)
-        if logic is None:
-            rules = self._rules.get(project) or self._rules.get("*") or SessionRules()
+        if logic is None or logic.rules != rules:
             logic = self._per_project[project] = KeySessions(
                 Sessionizer(rules), self._enricher.enrich, self._lateness_ms)
         return logic
@@ -231,18 +289,21 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
         raw = value[3]
         event = _event.decode(raw)
         service = ctx.timer_service()
-        for out in self._logic(event.project).on_event(
-                self._state.bind(value[1]), _Timers(service), session_key(event), event, raw,
-                service.current_watermark):
-            if isinstance(out, TooLate):
+        outs = list(self._logic(event.project).on_event(
+            self._state.bind(value[1]), _Timers(service), session_key(event), event, raw,
+            service.current_watermark))
+        if outs:
+            if isinstance(outs[-1], TooLate):
                 self._too_late.inc()
-            yield out
+            yield bucket_of(value[1], self._buckets), outs
 
     def on_timer(self, timestamp: int,
                  ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         key: str = ctx.get_current_key()
-        yield from self._logic(key.split("\x1f", 1)[0]).on_timer(
-            self._state.bind(key), _Timers(ctx.timer_service()), timestamp)
+        outs = list(self._logic(key.split("\x1f", 1)[0]).on_timer(
+            self._state.bind(key), _Timers(ctx.timer_service()), timestamp))
+        if outs:
+            yield bucket_of(key, self._buckets), outs
 
 
 def _subtask_and_attempt(runtime_context: RuntimeContext) -> tuple[int, int]:
@@ -256,26 +317,87 @@ def _subtask_and_attempt(runtime_context: RuntimeContext) -> tuple[int, int]:
         return info.getIndexOfThisSubtask(), info.getAttemptNumber()
 
 
-class WriteSinks(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
-    """Hands every output to each sink, in order, before taking the next (no buffering:
-    PyFlink gives Python functions no checkpoint hook, so a write must be done when
-    ``write`` returns for a checkpoint to cover it). Emits nothing."""
+class BufferOutputs(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is untyped
+    """Keyed by sink bucket: buffers ``(bucket, items)`` values in ``ListState`` and writes
+    each bucket's items to every sink, in order, as one batch — ``flush_ms`` after the
+    bucket became non-empty (a processing-time timer), as soon as it holds ``max_items``,
+    and at the end of a bounded input. Emits nothing.
 
-    def __init__(self, factories: Sequence[SinkFactory]) -> None:
+    PyFlink gives Python functions no checkpoint hook; keyed state is the hook: what a
+    checkpoint finds buffered is restored and flushed after a failure (nothing lost), and a
+    batch written before the failure but after the checkpoint is written again from the
+    replayed input (the sinks write upserts: nothing duplicated). A flush writes, then
+    clears the state, within one element or timer call, so no checkpoint falls between.
+    All of one key's items share a bucket, so a sink sees them in emission order.
+
+    ``pending`` (optional) tells Redis how much this subtask holds (``stream.flink.pending``).
+    """
+
+    def __init__(self, factories: Sequence[SinkFactory], flush_ms: int = 200,
+                 max_items: int = 1000, pending: PendingMarker | None = None) -> None:
         self._factories = list(factories)
+        self._flush_ms = flush_ms
+        self._max_items = max_items
+        self._pending = pending
 
     def open(self, runtime_context: RuntimeContext) -> None:
         subtask, attempt = _subtask_and_attempt(runtime_context)
+        self._buffer = runtime_context.get_list_state(
+            ListStateDescriptor("buffered_outputs", Types.PICKLED_BYTE_ARRAY()))
+        # Items buffered per bucket since this instance started (a restored bucket counts
+        # from 0 here: its restored timers flush it anyway).
+        self._counts: dict[int, int] = {}
+        self._total = 0
+        self._subtask = subtask
+        self._seen: set[int] = set()
+        metrics = runtime_context.get_metrics_group()
+        self._flushes = metrics.counter("sink_flushes")
+        self._written = metrics.counter("sink_items")
         self._sinks: list[Sink] = [factory() for factory in self._factories]
         for sink in self._sinks:
             sink.open(subtask, attempt)
+        if self._pending is not None:
+            self._pending.open(subtask)
 
-    def flat_map(self, value: Any) -> Iterator[None]:
-        batch = (value,)
-        for sink in self._sinks:
-            sink.write(batch)
+    def process_element(self, value: tuple[int, list[Any]],
+                        ctx: KeyedProcessFunction.Context) -> Iterator[None]:
+        bucket, items = value
+        self._buffer.add(items)
+        if bucket not in self._seen:
+            self._seen.add(bucket)
+            log.info("sink subtask %d holds bucket %d", self._subtask, bucket)
+        before = self._counts.get(bucket, 0)
+        held = self._counts[bucket] = before + len(items)
+        self._total += len(items)
+        if before == 0:
+            service = ctx.timer_service()
+            service.register_processing_time_timer(int(time.time() * 1000) + self._flush_ms)
+            service.register_event_time_timer(END_OF_INPUT)
+            if self._pending is not None and self._total == len(items):
+                self._pending.update(self._total)
+        if held >= self._max_items:
+            self._flush(bucket)
         return iter(())
+
+    def on_timer(self, timestamp: int,
+                 ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[None]:
+        self._flush(ctx.get_current_key())
+        return iter(())
+
+    def _flush(self, bucket: int) -> None:
+        items = [item for chunk in self._buffer.get() or () for item in chunk]
+        if items:
+            for sink in self._sinks:
+                sink.write(items)
+            self._buffer.clear()
+            self._flushes.inc()
+            self._written.inc(len(items))
+        self._total = max(self._total - self._counts.pop(bucket, 0), 0)
+        if self._pending is not None:
+            self._pending.update(self._total)
 
     def close(self) -> None:
         for sink in getattr(self, "_sinks", ()):
             sink.close()
+        if self._pending is not None:
+            self._pending.close()

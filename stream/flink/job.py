@@ -17,7 +17,14 @@ interpreter and so one GIL: parallelism in the mini cluster spreads state, not P
 more throughput takes more task-manager processes.
 
 Topology: parse ─key (project, insert_id)→ Dedupe ─key (project, session key)→ Sessionize
-→ WriteSinks (chained: outputs reach the sinks without another serialization).
+─key (sink bucket)→ BufferOutputs → sinks. With Kafka, ``profiles.raw`` (traits, ties) and
+``events.dead`` (dead letters, settlements) are read too and join the sink buffers.
+
+Run against the dev stack's stores (settings: ``stream.flink.store_sink``)::
+
+    CEP_CASSANDRA_HOSTS=127.0.0.1 CEP_REDIS_URL=redis://127.0.0.1:6379/0 \
+    CEP_NEO4J_URI=bolt://127.0.0.1:7687 PYTHONPATH=. .cache/flink-venv/bin/python \
+        -m stream.flink.job --kafka 127.0.0.1:9092 --sink stores --checkpoint-interval-ms 1000
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ DEFAULT_CHECKPOINTS = ROOT / ".cache" / "flink-checkpoints"
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
+MAX_PARALLELISM = 128  # Flink's default for small jobs; key groups, so never change it
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -52,6 +60,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      help="bounded source: a file of JSON-encoded events, one per line")
     src.add_argument("--topics", default=r"raw\..*",
                      help="Kafka topic pattern (a regex) or a comma-separated list")
+    src.add_argument("--profiles-topic", default=r"profiles\.raw",
+                     help="topic pattern of identify profiles ('' = do not read; with "
+                          "--bounded it must match a topic, or the job never ends)")
+    src.add_argument("--dead-topic", default=r"events\.dead",
+                     help="topic pattern of dead letters and settlements ('' = do not read; "
+                          "with --bounded it must match a topic)")
     src.add_argument("--format", choices=("msgpack", "json"), default="msgpack",
                      help="encoding of Kafka values")
     src.add_argument("--group-id", default="cep-flink")
@@ -75,12 +89,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="default inactivity timeout (a --rules file overrides per project)")
     t.add_argument("--rules", type=Path,
                    help='JSON {"project" or "*": {session_timeout_minutes, '
-                        'session_start_events, session_end_events, conversion_events}}')
+                        'session_start_events, session_end_events, conversion_events}}; '
+                        "the fallback for projects not in Redis' cep:project-settings")
+    t.add_argument("--rules-redis", metavar="URL",
+                   help="read each project's settings from hash cep:project-settings here "
+                        "(default with --sink stores: $CEP_REDIS_URL); 'none' = off")
+    t.add_argument("--rules-refresh-s", type=float, default=5.0,
+                   help="re-read cep:project-settings at most this often per subtask")
     t.add_argument("--dedupe-ttl-ms", type=int, default=7 * DAY_MS,
                    help="how long an insert id is remembered (processing time)")
     t.add_argument("--checkpoint-interval-ms", type=int, default=30_000, help="0 = off")
     t.add_argument("--checkpoint-dir", default=DEFAULT_CHECKPOINTS.as_uri(),
-                   help="checkpoint storage URI (the job manager's memory holds only 5 MB)")
+                   help="checkpoint storage URI (the job manager's memory holds only 5 MB); "
+                        "checkpoints are kept when the job stops or dies")
+    t.add_argument("--restore", metavar="PATH|latest",
+                   help="start from this checkpoint (a chk-N folder), or the newest complete "
+                        "one under --checkpoint-dir ('latest'; none there: a fresh start)")
     t.add_argument("--state-backend", choices=("hashmap", "rocksdb"), default="hashmap",
                    help="rocksdb keeps state on disk: for a day of lateness at volume")
 
@@ -98,7 +122,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     r.add_argument("--geo-db", action="append", default=[],
                    help=f"an .mmdb file (default: those in {DEFAULT_GEO_DIR})")
     r.add_argument("--sink", action="append", default=[],
-                   help="print | discard | jsonl:DIR | module:factory (repeatable; default print)")
+                   help="print | discard | stores | jsonl:DIR | module:factory "
+                        "(repeatable; default print)")
+    r.add_argument("--buckets-per-subtask", type=int, default=1,
+                   help="sink buffers (keys of BufferOutputs) per subtask: a flush writes "
+                        "one, so more buckets make smaller batches")
+    r.add_argument("--flush-ms", type=int, default=200,
+                   help="a non-empty sink buffer is written at most this long after it "
+                        "became non-empty")
+    r.add_argument("--flush-items", type=int, default=1000,
+                   help="a sink buffer holding this many items is written at once")
+    r.add_argument("--pending-redis", metavar="URL",
+                   help="keep cep:pipeline:buffered:<subtask> here (default with --sink "
+                        "stores: $CEP_REDIS_URL); 'none' = off")
     r.add_argument("--max-restarts", type=int,
                    help="fixed-delay restarts after a failure (default: none for --events, "
                         "Flink's exponential back-off for --kafka)")
@@ -125,6 +161,30 @@ def rules_from(args: argparse.Namespace) -> dict[str, Any]:
         out[project] = session_rules(merged, DEFAULT_START_EVENTS, DEFAULT_END_EVENTS,
                                      DEFAULT_CONVERSION_EVENTS)
     return out
+
+
+def redis_for(flag: str | None, sinks: Sequence[str]) -> str | None:
+    """A Redis URL flag's value: explicit, else ``$CEP_REDIS_URL`` with the stores sink."""
+    if flag is not None:
+        return None if flag == "none" else flag
+    if "stores" in sinks:
+        return os.environ.get("CEP_REDIS_URL", "redis://127.0.0.1:6379/0")
+    return None
+
+
+def restore_path(choice: str | None, checkpoint_dir: str) -> str | None:
+    """The checkpoint to start from: ``choice`` itself, or with ``latest`` the complete
+    ``<job id>/chk-N`` (it has ``_metadata``) last written under a local ``checkpoint_dir``."""
+    if choice is None or choice != "latest":
+        return choice
+    from urllib.parse import urlparse
+
+    root = Path(urlparse(checkpoint_dir).path) if "://" in checkpoint_dir else Path(
+        checkpoint_dir)
+    done = [m.parent for m in root.glob("*/chk-*/_metadata")]
+    if not done:
+        return None
+    return max(done, key=lambda p: p.stat().st_mtime).as_uri()
 
 
 def geo_paths(args: argparse.Namespace) -> list[str]:
@@ -155,17 +215,26 @@ def build(args: argparse.Namespace) -> Any:
     from pyflink.datastream.connectors.base import Sink
     from pyflink.java_gateway import get_gateway
 
+    from stream.flink.buckets import bucket_keys
     from stream.flink.functions import (
         KEYED_EVENT,
+        BufferOutputs,
         Dedupe,
         EventTime,
+        ParseDeadLetters,
         ParseEvents,
+        ParseProfiles,
         Sessionize,
-        WriteSinks,
     )
+    from stream.flink.pending import PendingMarker
+    from stream.flink.rules import ProjectRules
     from stream.flink.sinks import sink_factory
 
-    sinks = [sink_factory(spec) for spec in (args.sink or ["print"])]
+    specs = args.sink or ["print"]
+    sinks = [sink_factory(spec) for spec in specs]
+    pending_url = redis_for(args.pending_redis, specs)
+    rules = ProjectRules(rules_from(args), redis_for(args.rules_redis, specs),
+                         args.rules_refresh_s)
     config = Configuration()
     config.set_string("python.execution-mode", args.python_mode)
     config.set_string("python.fn-execution.bundle.size", str(args.bundle_size))
@@ -183,6 +252,11 @@ def build(args: argparse.Namespace) -> Any:
         config.set_string("execution.checkpointing.interval",
                           f"{args.checkpoint_interval_ms} ms")
         config.set_string("execution.checkpointing.dir", args.checkpoint_dir)
+        config.set_string("execution.checkpointing.externalized-checkpoint-retention",
+                          "RETAIN_ON_CANCELLATION")
+    restore = restore_path(args.restore, args.checkpoint_dir)
+    if restore is not None:
+        config.set_string("execution.state-recovery.path", restore)
     config.set_string("state.backend.type", args.state_backend)
     if args.kafka:
         jars = args.jar or sorted(DEFAULT_JARS.glob("*.jar"))
@@ -191,13 +265,18 @@ def build(args: argparse.Namespace) -> Any:
         config.set_string("pipeline.jars", ";".join(Path(j).resolve().as_uri() for j in jars))
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(args.parallelism)
+    # Fixed: restores and sink buckets rely on it. Stateful operators carry uids, so a
+    # restore maps their state whatever else changed (a side topic turned on or off).
+    env.set_max_parallelism(MAX_PARALLELISM)
+    buckets = bucket_keys(args.parallelism, MAX_PARALLELISM, args.buckets_per_subtask)
 
     if args.kafka:
-        raw = env.from_source(kafka_source(args), WatermarkStrategy.no_watermarks(), "kafka raw")
+        raw = env.from_source(kafka_source(args, args.topics, args.format == "msgpack"),
+                              WatermarkStrategy.no_watermarks(), "kafka raw").uid("kafka-raw")
         fmt = args.format
     else:
         raw = env.from_source(file_source(args.events), WatermarkStrategy.no_watermarks(),
-                              "events file")
+                              "events file").uid("events-file")
         fmt = "json"
     # with_idleness first: PyFlink's with_idleness returns a new strategy without the Python
     # timestamp assigner, which would leave the sources' record timestamps (Kafka's: the
@@ -209,12 +288,28 @@ def build(args: argparse.Namespace) -> Any:
     events = (raw.flat_map(ParseEvents(fmt), output_type=KEYED_EVENT).name("parse")
               .assign_timestamps_and_watermarks(watermarks))
     unique = (events.key_by(dedupe_key, key_type=Types.STRING())
-              .process(Dedupe(args.dedupe_ttl_ms), output_type=KEYED_EVENT).name("dedupe"))
+              .process(Dedupe(args.dedupe_ttl_ms), output_type=KEYED_EVENT)
+              .name("dedupe").uid("dedupe"))
     outputs = (unique.key_by(session_group, key_type=Types.STRING())
-               .process(Sessionize(rules_from(args), args.allowed_lateness_ms, geo_paths(args),
-                                   enrich=not args.no_enrich, cached_keys=args.cached_keys),
-                        output_type=Types.PICKLED_BYTE_ARRAY()).name("sessionize"))
-    written = outputs.flat_map(WriteSinks(sinks), output_type=Types.BOOLEAN()).name("sinks")
+               .process(Sessionize(rules, args.allowed_lateness_ms, geo_paths(args),
+                                   enrich=not args.no_enrich, cached_keys=args.cached_keys,
+                                   buckets=buckets),
+                        output_type=Types.PICKLED_BYTE_ARRAY()).name("sessionize")
+               .uid("sessionize"))
+    if args.kafka:
+        side = [(args.profiles_topic, ParseProfiles(buckets), "profiles"),
+                (args.dead_topic, ParseDeadLetters(buckets), "dead letters")]
+        for pattern, parse, name in side:
+            if pattern:
+                stream = env.from_source(kafka_source(args, pattern, msgpack=True),
+                                         WatermarkStrategy.no_watermarks(), f"kafka {name}")
+                stream = stream.uid(f"kafka-{name.replace(' ', '-')}")
+                outputs = outputs.union(
+                    stream.flat_map(parse, output_type=Types.PICKLED_BYTE_ARRAY()).name(name))
+    buffer = BufferOutputs(sinks, args.flush_ms, args.flush_items,
+                           PendingMarker(pending_url) if pending_url else None)
+    written = (outputs.key_by(sink_bucket, key_type=Types.INT())
+               .process(buffer, output_type=Types.BOOLEAN()).name("sinks").uid("sinks"))
     discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
     written.sink_to(Sink(discard)).name("end")
     return env
@@ -228,7 +323,11 @@ def session_group(value: tuple[str, str, int, bytes]) -> str:
     return value[1]
 
 
-def kafka_source(args: argparse.Namespace) -> Any:
+def sink_bucket(value: tuple[int, Any]) -> int:
+    return value[0]
+
+
+def kafka_source(args: argparse.Namespace, topics: str, msgpack: bool) -> Any:
     from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
     from pyflink.datastream.connectors.kafka import (
         KafkaOffsetResetStrategy,
@@ -245,15 +344,15 @@ def kafka_source(args: argparse.Namespace) -> Any:
                .set_bootstrap_servers(args.kafka)
                .set_group_id(args.group_id)
                .set_starting_offsets(start)
-               .set_value_only_deserializer(
-                   ByteArraySchema() if args.format == "msgpack" else SimpleStringSchema())
+               .set_value_only_deserializer(ByteArraySchema() if msgpack
+                                            else SimpleStringSchema())
                # new raw.<category> topics are found without a restart
                .set_property("partition.discovery.interval.ms", "10000")
                .set_property("commit.offsets.on.checkpoint", "true"))
-    if "," in args.topics:  # a list; a single name is a pattern that matches itself
-        builder = builder.set_topics(*[t.strip() for t in args.topics.split(",") if t.strip()])
+    if "," in topics:  # a list; a single name is a pattern that matches itself
+        builder = builder.set_topics(*[t.strip() for t in topics.split(",") if t.strip()])
     else:
-        builder = builder.set_topic_pattern(args.topics)
+        builder = builder.set_topic_pattern(topics)
     if args.bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
     return builder.build()

@@ -116,6 +116,7 @@ class KeySessions:
         if allowed_lateness_ms < 0:
             raise ValueError("allowed lateness must be >= 0 ms")
         self._s = sessionizer
+        self.rules = sessionizer.rules
         self._enrich = enrich
         self.timeout_ms = sessionizer.rules.timeout_ms
         self.lateness_ms = allowed_lateness_ms
@@ -142,7 +143,7 @@ class KeySessions:
             timers.register(end)
             state.set_head(Head(held, horizon=horizon if horizon > _MIN_TIME else None,
                                 timer=end, tie=_tie_of(event)))
-            yield self._event_out(event, held.row)
+            yield self._event_out(event, held.row, index=0)
             yield self._session_out(held.row, final=False)
             return
         if head.horizon is not None and event.time <= head.horizon:
@@ -177,7 +178,7 @@ class KeySessions:
             head.timer = current.row.end_time + self.timeout_ms
             timers.register(head.timer)
         state.set_head(head)
-        yield self._event_out(event, current.row)
+        yield self._event_out(event, current.row, index=current.row.events - 1)
         yield self._session_out(current.row, final=False)
 
     def _late(self, state: KeyState, timers: Timers, key: str, event: Event, raw: bytes,
@@ -200,10 +201,11 @@ class KeySessions:
             raws[assigned[e.insert_id]].append(r)
         raws[assigned[event.insert_id]].append(raw)
 
+        starts = {b.session_id: b.start for b in briefs}
         for sid in sorted(reach - by_id.keys()):
             if sid != head.current.row.session_id:
                 state.remove_older(sid)
-            yield SessionDeleted(event.project, sid, key)
+            yield SessionDeleted(event.project, sid, key, starts[sid])
         for e, _, sid in previous:
             if assigned[e.insert_id] != sid:
                 yield self._event_out(e, by_id[assigned[e.insert_id]], moved=True)
@@ -221,7 +223,13 @@ class KeySessions:
                 continue
             after[sid] = Held(row, raws[sid])
             timers.register(row.end_time + self.timeout_ms)
-            yield self._session_out(row, final=False)
+            steps = [(e.event_name, e.url)
+                     for e in sorted((e for e in everything if assigned[e.insert_id] == sid),
+                                     key=order_of)]
+            moved_start = (before.row.start_time if before is not None
+                           and before.row.start_time != row.start_time else None)
+            yield SessionUpsert(row.snapshot(), self._enrich(row.ip, row.user_agent), False,
+                                steps, moved_start)
         if current_id in reach:  # else the key's latest session is untouched, and still last
             latest = max(rows, key=lambda r: r.order).session_id
             if after[latest] is not bodies.get(latest) or latest != current_id:
@@ -311,9 +319,10 @@ class KeySessions:
 
     # -- outputs -------------------------------------------------------------------------
 
-    def _event_out(self, event: Event, row: SessionRow, moved: bool = False) -> EnrichedEvent:
+    def _event_out(self, event: Event, row: SessionRow, moved: bool = False,
+                   index: int = -1) -> EnrichedEvent:
         return EnrichedEvent(event, row.session_id, row.session_key,
-                             self._enrich(event.ip, event.user_agent), moved)
+                             self._enrich(event.ip, event.user_agent), moved, index)
 
     def _session_out(self, row: SessionRow, final: bool) -> SessionUpsert:
         return SessionUpsert(row.snapshot(), self._enrich(row.ip, row.user_agent), final)

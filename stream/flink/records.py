@@ -4,11 +4,17 @@ Outputs are upserts keyed the way the stores key them, so a sink that writes eac
 it comes (and a replay from a checkpoint that writes some again) ends with the same rows:
 
 - :class:`EnrichedEvent` — an event with its session id, keyed by ``(project, insert_id)``.
-  Sent again (``moved=True``) when a late event moves it to another session.
+  Sent again (``moved=True``) when a late event moves it to another session. ``index`` is
+  its position among its session's steps when it arrived in order (it was the session's
+  last event), else -1: the re-built session's ``SessionUpsert.steps`` place it.
 - :class:`SessionUpsert` — a session's row, keyed by ``(project, session_id)``, sent on every
   change; ``final=True`` once the watermark passed its inactivity timeout (late events can
-  still change it until the allowed lateness has passed too).
-- :class:`SessionDeleted` — a session that a late event merged into another.
+  still change it until the allowed lateness has passed too). A session a late event
+  re-built carries its whole ordered ``steps`` (event name, url), and ``replaced_start``
+  when its start time moved (a producer session keeps its id): the journey graph and
+  the stores' by-start rows are rewritten from them.
+- :class:`SessionDeleted` — a session that a late event merged into another (with the start
+  time it had, which the stores key it by).
 - :class:`DeviceTie` — a device tied to a user at ``time``; the latest time wins.
 - :class:`TooLate` — an event that may belong to a session already dropped from state (see
   :mod:`stream.flink.keyed` for the bound): handed to the sinks unsessionized, never dropped.
@@ -37,18 +43,22 @@ class EnrichedEvent(msgspec.Struct, tag="event", omit_defaults=True):
     session_key: str
     enrichment: Enrichment
     moved: bool = False
+    index: int = -1
 
 
 class SessionUpsert(msgspec.Struct, tag="session", omit_defaults=True):
     row: SessionRow
     enrichment: Enrichment
     final: bool = False
+    steps: list[tuple[str, str | None]] | None = None
+    replaced_start: int | None = None
 
 
-class SessionDeleted(msgspec.Struct, tag="session_deleted"):
+class SessionDeleted(msgspec.Struct, tag="session_deleted", omit_defaults=True):
     project: str
     session_id: str
     session_key: str
+    start_time: int | None = None
 
 
 class DeviceTie(msgspec.Struct, tag="tie"):
@@ -64,6 +74,13 @@ class TooLate(msgspec.Struct, tag="too_late"):
 
 
 Output = EnrichedEvent | SessionUpsert | SessionDeleted | DeviceTie | TooLate
+
+
+class DeadSettled(msgspec.Struct, array_like=True):
+    """A replayed dead letter's settlement: the ``[project, id]`` value on ``events.dead``."""
+
+    project: str
+    letter_id: int
 
 _json_out = msgspec.json.Encoder()
 _json_in = msgspec.json.Decoder(Output)

@@ -9,9 +9,13 @@ before it returns: PyFlink has no checkpoint hook for Python functions, so anyth
 buffered when a checkpoint completes would be lost on failure.
 
 Built in: ``print`` (JSON lines on stdout), ``jsonl:DIR`` (one JSON-lines file per subtask
-and attempt, for tests and debugging) and ``discard`` (benchmarks). The Cassandra, Redis
-and Neo4j sinks will implement the same interface; ``module:attribute`` names any other
-factory.
+and attempt, for tests and debugging), ``discard`` (benchmarks) and ``stores`` (Cassandra,
+Neo4j and Redis: :mod:`stream.flink.store_sink`, settings from ``CEP_*`` environment
+variables); ``module:attribute`` names any other factory.
+
+The job hands sinks batches (see ``stream.flink.functions.BufferOutputs``): outputs, and
+also the ``Profile``, ``DeadLetter`` and ``DeadSettled`` values of the profile and dead-letter
+topics, which only the ``stores`` sink writes (the others record session outputs).
 """
 
 from __future__ import annotations
@@ -20,9 +24,19 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
-from stream.flink.records import Output, output_to_json
+from stream.flink.records import (
+    DeviceTie,
+    EnrichedEvent,
+    Output,
+    SessionDeleted,
+    SessionUpsert,
+    TooLate,
+    output_to_json,
+)
+
+OUTPUT_TYPES = (EnrichedEvent, SessionUpsert, SessionDeleted, DeviceTie, TooLate)
 
 
 class Sink(Protocol):
@@ -30,7 +44,7 @@ class Sink(Protocol):
         """Connect; ``subtask`` is 0-based, ``attempt`` counts restarts from 0."""
         ...
 
-    def write(self, outputs: Sequence[Output]) -> None:
+    def write(self, outputs: Sequence[Any]) -> None:
         """Write ``outputs`` (in order) durably before returning."""
         ...
 
@@ -46,7 +60,7 @@ class DiscardSink:
     def open(self, subtask: int, attempt: int) -> None:
         pass
 
-    def write(self, outputs: Sequence[Output]) -> None:
+    def write(self, outputs: Sequence[Any]) -> None:
         pass
 
     def close(self) -> None:
@@ -59,9 +73,9 @@ class PrintSink:
     def open(self, subtask: int, attempt: int) -> None:
         self._prefix = f"{subtask}> ".encode()
 
-    def write(self, outputs: Sequence[Output]) -> None:
+    def write(self, outputs: Sequence[Any]) -> None:
         out = sys.stdout.buffer
-        for o in outputs:
+        for o in _outputs(outputs):
             out.write(self._prefix + output_to_json(o) + b"\n")
         out.flush()
 
@@ -84,14 +98,19 @@ class JsonLinesSink:
         path.mkdir(parents=True, exist_ok=True)
         self._file: IO[bytes] = (path / f"part-{subtask}-{attempt}.jsonl").open("ab")
 
-    def write(self, outputs: Sequence[Output]) -> None:
-        self._file.write(b"".join(output_to_json(o) + b"\n" for o in outputs))
+    def write(self, outputs: Sequence[Any]) -> None:
+        self._file.write(b"".join(output_to_json(o) + b"\n" for o in _outputs(outputs)))
         self._file.flush()
 
     def close(self) -> None:
         file = getattr(self, "_file", None)
         if file is not None:
             file.close()
+
+
+def _outputs(items: Sequence[Any]) -> list[Output]:
+    """The session outputs among ``items`` (profiles and dead letters are not outputs)."""
+    return [o for o in items if isinstance(o, OUTPUT_TYPES)]
 
 
 class _Named:
@@ -116,8 +135,12 @@ class _JsonLines:
 
 
 def sink_factory(spec: str) -> SinkFactory:
-    """``print`` | ``discard`` | ``jsonl:DIR`` | ``module:attribute`` (a zero-argument sink
-    factory)."""
+    """``print`` | ``discard`` | ``stores`` | ``jsonl:DIR`` | ``module:attribute`` (a
+    zero-argument sink factory)."""
+    if spec == "stores":
+        from stream.flink.store_sink import StoreSettings, StoresSinkFactory
+
+        return StoresSinkFactory(StoreSettings.from_env())
     if spec == "print":
         return PrintSink
     if spec == "discard":
@@ -129,5 +152,6 @@ def sink_factory(spec: str) -> SinkFactory:
         return _JsonLines(str(Path(directory).resolve()))
     module, sep, attribute = spec.partition(":")
     if not sep or not module or not attribute:
-        raise ValueError(f"unknown sink {spec!r}: use print, jsonl:DIR or module:attribute")
+        raise ValueError(f"unknown sink {spec!r}: use print, stores, jsonl:DIR or "
+                         "module:attribute")
     return _Named(spec)

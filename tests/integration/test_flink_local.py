@@ -218,6 +218,7 @@ def test_job_from_kafka(flink_python: Path, tmp_path: Path, kafka_bootstrap: str
     out_dir = tmp_path / "out"
     run = _run_job(flink_python, ["--kafka", bootstrap, "--topics", re.escape(prefix) + r"\..*",
                                   "--from", "earliest", "--bounded", "--group-id", prefix,
+                                  "--profiles-topic", "", "--dead-topic", "",
                                   "--sink", f"jsonl:{out_dir}"], tmp_path / "checkpoints")
     assert run.returncode == 0, f"job failed:\n{run.stdout}\n{run.stderr}"
     stats = _check(events, _read_outputs(out_dir), LATENESS_MS, in_order=False)
