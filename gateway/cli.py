@@ -240,6 +240,13 @@ def flink_run(data_dir: Path | None, remote: str | None, parallelism: int | None
     if "--checkpoint-dir" not in job_args:  # restarts resume from the data dir's checkpoints
         checkpoints = (settings.data_dir / "flink-checkpoints").resolve()
         args += ["--checkpoint-dir", checkpoints.as_uri()]
+    if "--restore" not in job_args:
+        # Resume dedupe and session state with the offsets (a fresh start when none yet):
+        # committed offsets alone would start again with empty state.
+        args += ["--restore", "latest"]
+    if "--checkpoint-interval-ms" not in job_args:
+        # pendingEvents moves when a checkpoint commits the job's offsets.
+        args += ["--checkpoint-interval-ms", "2000"]
     args += list(job_args)
     env = {"CEP_ARCHIVE_DIR": str((settings.data_dir / "archive").resolve()),
            **os.environ, **settings.service_env(),

@@ -94,6 +94,8 @@ class ParseEvents(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
         self._bad = runtime_context.get_metrics_group().counter("undecodable_events")
 
     def flat_map(self, value: bytes | str) -> Iterator[KeyedEvent]:
+        if not value:  # a heartbeat (clients/kafka_topics.py)
+            return
         try:
             event = self._decode(value)
         except msgspec.DecodeError as exc:
@@ -112,6 +114,8 @@ class ParseProfiles(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untype
         self._buckets = list(buckets)
 
     def flat_map(self, value: bytes) -> Iterator[tuple[int, list[Profile]]]:
+        if not value:  # a heartbeat
+            return
         try:
             profile = _profile.decode(value)
         except msgspec.DecodeError as exc:
@@ -129,6 +133,8 @@ class ParseDeadLetters(FlatMapFunction):  # type: ignore[misc]  # PyFlink is unt
         self._buckets = list(buckets)
 
     def flat_map(self, value: bytes) -> Iterator[tuple[int, list[DeadLetter | DeadSettled]]]:
+        if not value:  # a heartbeat
+            return
         try:
             item: DeadLetter | DeadSettled = (
                 _settled.decode(value) if len(msgspec.msgpack.decode(value)) == 2

@@ -60,10 +60,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      help="bounded source: a file of JSON-encoded events, one per line")
     src.add_argument("--topics", default=r"raw\..*",
                      help="Kafka topic pattern (a regex) or a comma-separated list")
-    src.add_argument("--profiles-topic", default=r"profiles\.raw",
+    # Every source also reads the gateway's heartbeat topic (empty values, dropped): a
+    # message ends an idle fetcher's 10 s poll so it commits the last checkpoint's offsets
+    # (clients/kafka_topics.py). The raw pattern matches raw._heartbeat by itself.
+    src.add_argument("--profiles-topic", default=r"profiles\.raw|raw\._heartbeat",
                      help="topic pattern of identify profiles ('' = do not read; with "
                           "--bounded it must match a topic, or the job never ends)")
-    src.add_argument("--dead-topic", default=r"events\.dead",
+    src.add_argument("--dead-topic", default=r"events\.dead|raw\._heartbeat",
                      help="topic pattern of dead letters and settlements ('' = do not read; "
                           "with --bounded it must match a topic)")
     src.add_argument("--format", choices=("msgpack", "json"), default="msgpack",
@@ -109,6 +112,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="rocksdb keeps state on disk: for a day of lateness at volume")
 
     r = p.add_argument_group("runtime")
+    r.add_argument("--remote", metavar="HOST:PORT",
+                   help="submit to a Flink cluster's REST endpoint (its task managers need "
+                        "this repository's requirements; the code is shipped with the job) "
+                        "instead of running a local mini cluster in this process")
+    r.add_argument("--remote-python", default="python3",
+                   help="with --remote: the Python the task managers run the functions with")
     r.add_argument("--parallelism", type=int, default=2)
     r.add_argument("--bundle-size", type=int, default=1000,
                    help="python.fn-execution.bundle.size (elements per Python bundle)")
@@ -239,8 +248,20 @@ def build(args: argparse.Namespace) -> Any:
     config.set_string("python.execution-mode", args.python_mode)
     config.set_string("python.fn-execution.bundle.size", str(args.bundle_size))
     config.set_string("python.fn-execution.bundle.time", str(args.bundle_time_ms))
-    config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
+    if args.remote:
+        host, _, port = args.remote.rpartition(":")
+        if not host or not port.isdigit():
+            raise SystemExit(f"--remote: expected HOST:PORT, got {args.remote!r}")
+        config.set_string("execution.target", "remote")
+        config.set_string("rest.address", host)
+        config.set_string("rest.port", port)
+        config.set_string("python.executable", args.remote_python)
+        # The job's Python code travels with it; the cluster provides the libraries.
+        config.set_string("python.files", ",".join(
+            str(ROOT / package) for package in ("stream", "storage", "graph")))
+    else:
+        config.set_string("python.executable", sys.executable)
     restarts = 0 if args.max_restarts is None and args.events else args.max_restarts
     if restarts == 0:
         config.set_string("restart-strategy.type", "none")
