@@ -190,10 +190,18 @@ def restore_path(choice: str | None, checkpoint_dir: str) -> str | None:
 
     root = Path(urlparse(checkpoint_dir).path) if "://" in checkpoint_dir else Path(
         checkpoint_dir)
-    done = [m.parent for m in root.glob("*/chk-*/_metadata")]
+    done = [m for m in root.glob("*/chk-*/_metadata")]
     if not done:
         return None
-    return max(done, key=lambda p: p.stat().st_mtime).as_uri()
+
+    def newest(metadata: Path) -> tuple[int, float]:
+        # By checkpoint number (a restored job continues the count), then by when its
+        # metadata was written. Not by the folder's mtime: discarding a subsumed
+        # checkpoint deletes files from its folder, which makes the older one look newer.
+        number = metadata.parent.name.removeprefix("chk-")
+        return (int(number) if number.isdigit() else -1, metadata.stat().st_mtime)
+
+    return max(done, key=newest).parent.as_uri()
 
 
 def geo_paths(args: argparse.Namespace) -> list[str]:
