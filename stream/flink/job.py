@@ -257,18 +257,7 @@ def build(args: argparse.Namespace) -> Any:
     config.set_string("python.fn-execution.bundle.size", str(args.bundle_size))
     config.set_string("python.fn-execution.bundle.time", str(args.bundle_time_ms))
     config.set_string("python.client.executable", sys.executable)
-    if args.remote:
-        host, _, port = args.remote.rpartition(":")
-        if not host or not port.isdigit():
-            raise SystemExit(f"--remote: expected HOST:PORT, got {args.remote!r}")
-        config.set_string("execution.target", "remote")
-        config.set_string("rest.address", host)
-        config.set_string("rest.port", port)
-        config.set_string("python.executable", args.remote_python)
-        # The job's Python code travels with it; the cluster provides the libraries.
-        config.set_string("python.files", ",".join(
-            str(ROOT / package) for package in ("stream", "storage", "graph")))
-    else:
+    if not os.environ.get("CEP_FLINK_SUBMITTED"):  # under `flink run` its flags decide
         config.set_string("python.executable", sys.executable)
     restarts = 0 if args.max_restarts is None and args.events else args.max_restarts
     if restarts == 0:
@@ -397,8 +386,41 @@ def file_source(path: Path) -> Any:
             .process_static_file_set().build())
 
 
+def submit(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``--remote``: hand this job to a cluster through Flink's own client (``flink run``,
+    from the apache-flink wheel), which ships the job's Python code (``-pyfs``) and runs
+    this module again as the client. Attached: returns when the job ends."""
+    import subprocess  # nosec B404 - Flink's CLI with our own module
+
+    import pyflink
+
+    host, _, port = args.remote.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"--remote: expected HOST:PORT, got {args.remote!r}")
+    home = Path(pyflink.__file__).parent
+    rest = list(argv)
+    for flag in ("--remote", "--remote-python"):
+        while flag in rest:
+            at = rest.index(flag)
+            del rest[at:at + 2]
+        rest = [a for a in rest if not a.startswith(flag + "=")]
+    command = ["bash", str(home / "bin" / "flink"), "run", "--jobmanager", f"{host}:{port}",
+               "--python", str(Path(__file__).resolve()),
+               "--pyClientExecutable", sys.executable,
+               "--pyExecutable", args.remote_python,
+               "--pyFiles", ",".join(str(ROOT / p) for p in ("stream", "storage", "graph")),
+               *rest]
+    env = {**os.environ, "FLINK_HOME": str(home), "CEP_FLINK_SUBMITTED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
+    return subprocess.call(command, env=env)  # nosec B603
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.remote:
+        return submit(args, argv)
     prepare_process_env()
     env = build(args)
     env.execute(args.job_name)
