@@ -241,6 +241,78 @@ def _throughput_events(project: str, count: int) -> list[Event]:
 
 
 @pytest.mark.slow
+def test_killed_job_restores_exactly_once(flink_python: Path, stack: DevStack,
+                                          tmp_path: Path) -> None:
+    """SIGKILL mid-stream, restart from the last checkpoint: the same answers as the
+    embedded runner — nothing lost (buffered outputs restored), nothing doubled (upserts)."""
+    urls = _urls(stack)
+    project = f"p{uuid.uuid4().hex[:10]}"
+    keyspace = f"k{uuid.uuid4().hex[:10]}"
+    records = _records(project)
+    unique = {e.insert_id for r in records for e in r.events}
+    redis_client = redis.Redis.from_url(urls["redis"], decode_responses=True)
+    redis_client.hset(SETTINGS_KEY, project, json.dumps(SETTINGS))
+    half = len(records) // 2
+    asyncio.run(_publish(urls["kafka"], records[:half]))
+    group = f"g-{project}"
+    log = tmp_path / "job.log"
+    cassandra: CassandraStore | None = None
+    job = _start_job(flink_python, urls, keyspace, group, tmp_path)
+    try:
+        def stored() -> int:
+            nonlocal cassandra
+            try:
+                cassandra = cassandra or CassandraStore(["127.0.0.1"], urls["cassandra"],
+                                                        keyspace)
+            except Exception:  # noqa: BLE001 - the job has not made the keyspace yet
+                return 0
+            # This project's events only: the module's earlier tests left theirs in the
+            # same topics, which this job (a new group, from earliest) writes here too.
+            return len(cassandra.existing_insert_ids([(project, i) for i in unique]))
+
+        _wait("the first events", lambda: stored() > 0, job, log)
+        checkpoints = list((tmp_path / "checkpoints").glob("*/chk-*/_metadata"))
+        _wait("a checkpoint after them", lambda: len(list(
+            (tmp_path / "checkpoints").glob("*/chk-*/_metadata"))) > len(checkpoints), job, log)
+        asyncio.run(_publish(urls["kafka"], records[half:half + 1]))
+        time.sleep(0.3)  # some of it in flight: in buffers, half written
+        _stop(job, 9)
+        asyncio.run(_publish(urls["kafka"], records[half + 1:]))
+        # "latest" would skip everything published while it was down: only the restored
+        # Kafka positions (and state) can give the right answers
+        job = _start_job(flink_python, urls, keyspace, group, tmp_path, "--restore", "latest",
+                         "--from", "latest")
+        _wait("every event", lambda: stored() == len(unique), job, log)
+
+        def settled() -> bool:
+            return sum(int(redis_client.get(k) or 0)
+                       for k in redis_client.scan_iter(f"{KEY_PREFIX}*")) == 0
+
+        _wait("empty sink buffers", settled, job, log)
+        time.sleep(2)
+        _stop(job, 15)
+        assert cassandra is not None
+        duck, nx_graph = _embedded(tmp_path / "embedded", records)
+        neo = Neo4jJourneyGraph(urls["neo4j"])
+        try:
+            expected = _answers(duck, project)
+            got = _answers(cassandra, project)
+            assert _diff(got["sessions"], expected["sessions"]) == []
+            assert got["events"] == expected["events"]
+            assert got["dead"] == expected["dead"]
+            assert dict(neo.sequences(project)) == dict(nx_graph.sequences(project))
+            assert neo.transitions(project) == nx_graph.transitions(project)
+        finally:
+            neo.close()
+            duck.close()
+    finally:
+        _stop(job, 9)
+        if cassandra is not None:
+            cassandra.close()
+        redis_client.close()
+
+
+@pytest.mark.slow
 def test_throughput_kafka_to_stores(flink_python: Path, stack: DevStack, tmp_path: Path) -> None:
     """Not a timed test: prints events/s from Kafka through the job into all three stores
     (an unbounded job, already running; from the first event visible in Cassandra to the
@@ -327,73 +399,3 @@ def _wait(what: str, check: Any, job: subprocess.Popen[bytes], log: Path,
         assert job.poll() is None, f"job died:\n{log.read_text()[-5000:]}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.5)
-
-
-@pytest.mark.slow
-def test_killed_job_restores_exactly_once(flink_python: Path, stack: DevStack,
-                                          tmp_path: Path) -> None:
-    """SIGKILL mid-stream, restart from the last checkpoint: the same answers as the
-    embedded runner — nothing lost (buffered outputs restored), nothing doubled (upserts)."""
-    urls = _urls(stack)
-    project = f"p{uuid.uuid4().hex[:10]}"
-    keyspace = f"k{uuid.uuid4().hex[:10]}"
-    records = _records(project)
-    unique = {e.insert_id for r in records for e in r.events}
-    redis_client = redis.Redis.from_url(urls["redis"], decode_responses=True)
-    redis_client.hset(SETTINGS_KEY, project, json.dumps(SETTINGS))
-    half = len(records) // 2
-    asyncio.run(_publish(urls["kafka"], records[:half]))
-    group = f"g-{project}"
-    log = tmp_path / "job.log"
-    cassandra: CassandraStore | None = None
-    job = _start_job(flink_python, urls, keyspace, group, tmp_path)
-    try:
-        def stored() -> int:
-            nonlocal cassandra
-            try:
-                cassandra = cassandra or CassandraStore(["127.0.0.1"], urls["cassandra"],
-                                                        keyspace)
-            except Exception:  # noqa: BLE001 - the job has not made the keyspace yet
-                return 0
-            return int(cassandra._one("SELECT count(*) FROM events_by_id", [])[0][0])  # noqa: SLF001
-
-        _wait("the first events", lambda: stored() > 0, job, log)
-        checkpoints = list((tmp_path / "checkpoints").glob("*/chk-*/_metadata"))
-        _wait("a checkpoint after them", lambda: len(list(
-            (tmp_path / "checkpoints").glob("*/chk-*/_metadata"))) > len(checkpoints), job, log)
-        asyncio.run(_publish(urls["kafka"], records[half:half + 1]))
-        time.sleep(0.3)  # some of it in flight: in buffers, half written
-        _stop(job, 9)
-        asyncio.run(_publish(urls["kafka"], records[half + 1:]))
-        # "latest" would skip everything published while it was down: only the restored
-        # Kafka positions (and state) can give the right answers
-        job = _start_job(flink_python, urls, keyspace, group, tmp_path, "--restore", "latest",
-                         "--from", "latest")
-        _wait("every event", lambda: stored() == len(unique), job, log)
-
-        def settled() -> bool:
-            return sum(int(redis_client.get(k) or 0)
-                       for k in redis_client.scan_iter(f"{KEY_PREFIX}*")) == 0
-
-        _wait("empty sink buffers", settled, job, log)
-        time.sleep(2)
-        _stop(job, 15)
-        assert cassandra is not None
-        duck, nx_graph = _embedded(tmp_path / "embedded", records)
-        neo = Neo4jJourneyGraph(urls["neo4j"])
-        try:
-            expected = _answers(duck, project)
-            got = _answers(cassandra, project)
-            assert _diff(got["sessions"], expected["sessions"]) == []
-            assert got["events"] == expected["events"]
-            assert got["dead"] == expected["dead"]
-            assert dict(neo.sequences(project)) == dict(nx_graph.sequences(project))
-            assert neo.transitions(project) == nx_graph.transitions(project)
-        finally:
-            neo.close()
-            duck.close()
-    finally:
-        _stop(job, 9)
-        if cassandra is not None:
-            cassandra.close()
-        redis_client.close()
