@@ -203,6 +203,8 @@ def main() -> None:
         backlog = bodies_of(events[:args.events], args.batch)
         later = bodies_of(events[args.events:], 100)
 
+        print(f"{args.events:,} events for the backlog, then {args.rate:,.0f}/s for "
+              f"{args.seconds:.0f} s", flush=True)
         t, lat, ok = asyncio.run(post_all(bench.port, bench.keys["write_key"], backlog, 8))
         baseline = args.events / t
         print(f"baseline  HTTP → Kafka (job stopped): {baseline:,.0f} events/s "
@@ -223,9 +225,9 @@ def main() -> None:
         t0 = time.monotonic()
         sent_s, ok = asyncio.run(paced(bench.port, bench.keys["write_key"], later, args.rate,
                                        100))
-        drained = bench.wait_drained(timeout=3600)
-        stop.set()
+        stop.set()  # probes only while the load is offered: they would keep pending above 0
         prober.join(timeout=70)
+        drained = bench.wait_drained(timeout=3600)
         kept_up = sustained_n / (drained - t0)
         print(f"sustained {args.rate:,.0f} events/s offered for {sent_s:.0f} s: stores kept up "
               f"at {kept_up:,.0f} events/s ({kept_up / baseline:.2f}× baseline), "
