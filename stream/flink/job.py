@@ -249,6 +249,10 @@ def build(args: argparse.Namespace) -> Any:
 
     specs = args.sink or ["print"]
     sinks = [sink_factory(spec) for spec in specs]
+    if "stores" in specs:
+        from stream.flink.store_sink import StoreSettings, prepare_stores
+
+        prepare_stores(StoreSettings.from_env())
     pending_url = redis_for(args.pending_redis, specs)
     rules = ProjectRules(rules_from(args), redis_for(args.rules_redis, specs),
                          args.rules_refresh_s)

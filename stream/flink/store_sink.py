@@ -55,6 +55,20 @@ class StoreSettings:
                    env.get("CEP_NEO4J_USER") or None, env.get("CEP_NEO4J_PASSWORD") or None)
 
 
+def prepare_stores(settings: StoreSettings) -> None:
+    """Create the keyspace, tables, constraints and indexes once, from the job's client,
+    before any subtask opens a sink. Parallel subtasks racing to create the same new
+    Cassandra table can each create it under another table id (Cassandra before 5.1 has
+    no transactional schema), and rows written through the losing id are not read back."""
+    from graph.neo4j_graph import Neo4jJourneyGraph
+    from storage.cassandra_store import CassandraStore
+
+    CassandraStore(list(settings.cassandra_hosts), settings.cassandra_port,
+                   settings.keyspace).close()
+    auth = (settings.neo4j_user, settings.neo4j_password or "") if settings.neo4j_user else None
+    Neo4jJourneyGraph(settings.neo4j_uri, auth).close()
+
+
 class StoresSink:
     """Cassandra first (the answers' source of truth), then the graph, then live views."""
 
