@@ -3,8 +3,6 @@ conversion of a step's events and sessions into rows.
 
 Kept apart from ``storage.duckdb_store`` so that the Cassandra adapter (which the PyFlink
 job's sink runs, in a virtualenv without duckdb) imports no DuckDB.
-``tests/unit/test_store_columns.py`` pins these to DuckDB's copies until that module
-imports them from here.
 """
 
 from __future__ import annotations
