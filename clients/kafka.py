@@ -18,7 +18,9 @@ events land in one partition in the order they were accepted. Values are msgpack
 the local log's encoding of each item, so the PyFlink job decodes ``raw.*`` values with
 ``msgspec.msgpack.Decoder(Event)`` and nothing else; what a value is travels in headers
 (``cep-schema``: event | profile | dead_letter | dead_settled, ``cep-version``: "1",
-``cep-project``), never inside it. The record timestamp is the gateway's ``ingest_time``.
+``cep-project``), never inside it. The record timestamp sent is the gateway's
+``ingest_time``; the topics ``ensure_topics`` creates replace it with the broker's append
+time (``LogAppendTime``), so retention counts from arrival.
 
 A ``200`` means acknowledged by every in-sync replica (``acks="all"``, idempotent producer:
 broker-side retries cannot duplicate or reorder). Every ``append`` is bounded by

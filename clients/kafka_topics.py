@@ -25,6 +25,10 @@ from dataclasses import dataclass
 
 from stream.contract.registry import load_catalogue
 
+# Record timestamps are the broker's append time, so retention counts from arrival: with
+# the producer's (the event's ingest time) a backfill of old events would be deleted by the
+# next retention check before the job read it. The job reads event time from the values.
+TIMESTAMP_TYPE = "LogAppendTime"
 RAW_PREFIX = "raw."
 CUSTOM_TOPIC = "raw.custom_events"
 PROFILES_TOPIC = "profiles.raw"
@@ -91,6 +95,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], *,
         response = await admin.create_topics(
             [NewTopic(t, num_partitions=partitions, replication_factor=replication,
                       topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES),
+                                     "message.timestamp.type": TIMESTAMP_TYPE,
                                      **(configs or {})})
              for t in missing])
     finally:

@@ -214,14 +214,15 @@ class CassandraStore:
         found = self._run(
             "SELECT project, insert_id, event_name, category, time, ingest_time, "
             "distinct_user_id, device_id, producer_session_id, source_id, url, ip, "
-            "user_agent, app_version, session_id FROM events_by_session_key "
+            "user_agent, app_version, properties, session_id FROM events_by_session_key "
             "WHERE project = ? AND session_key = ? AND day = ? AND time >= ? AND time <= ?",
             params)
         return [
             (Event(project=r[0], insert_id=r[1], event_name=r[2], category=r[3], time=r[4],
                    ingest_time=r[5], distinct_user_id=r[6], device_id=r[7], session_id=r[8],
-                   source_id=r[9], url=r[10], ip=r[11], user_agent=r[12], app_version=r[13]),
-             r[14])
+                   source_id=r[9], url=r[10], ip=r[11], user_agent=r[12], app_version=r[13],
+                   properties=r[14] or "{}"),
+             r[15])
             for rows in found for r in rows
         ]
 

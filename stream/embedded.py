@@ -33,6 +33,7 @@ from stream.operators.sessionize import (
     order_of,
     session_key,
 )
+from stream.refold import refold
 
 log = logging.getLogger("cep.runner")
 
@@ -304,53 +305,27 @@ class EmbeddedRunner:
     def _late(self, late: list[tuple[GroupKey, list[int], list[Event], SessionRow]],
               batch: WriteBatch, touched: dict[tuple[str, str], SessionRow],
               sids: list[str], changes: GraphChanges) -> None:
-        """Re-fold the ranges late events can change and replace the sessions stored there.
-
-        All late keys of a step are resolved with two store queries, not two per key.
-        """
-        def timeout(gk: GroupKey) -> int:
-            return self._sessionizer(gk[0]).rules.timeout_ms
-
-        # A producer session is never split by time: a late event anywhere joins it, so its
-        # whole stored range is affected.
-        near = [(gk[0], gk[1], 0, 1 << 62) if gk[1].startswith("p:") else
-                (gk[0], gk[1], evs[0].time - timeout(gk), evs[-1].time + timeout(gk))
-                for gk, _idx, evs, _state in late]
-        stored: dict[GroupKey, list[SessionRow]] = {}
-        for row in self._store.sessions_overlapping(near):
-            stored.setdefault((row.project, row.session_key), []).append(row)
-        ranges = []
-        for gk, _idx, evs, _state in late:
-            lo, hi = self._sessionizer(gk[0]).affected_range(
-                evs, [(r.start_time, r.end_time) for r in stored.get(gk, [])])
-            ranges.append((gk[0], gk[1], lo, hi))
-        old: dict[GroupKey, list[tuple[Event, str]]] = {}
-        for event, sid in self._store.events_in_ranges(ranges):
-            old.setdefault((event.project, session_key(event)), []).append((event, sid))
-        for gk, idx, evs, state in late:
+        """Re-fold the ranges late events can change and replace the sessions stored there
+        (``stream.refold``: two store queries for all late keys of a step)."""
+        done = refold(self._store, [(gk, evs) for gk, _idx, evs, _state in late],
+                      self._sessionizer)
+        for r, (gk, idx, evs, state) in zip(done, late, strict=True):
             project, key = gk
-            previous = old.get(gk, [])
-            everything = [e for e, _ in previous] + evs
-            rows, assigned = self._sessionizer(project).assign(key, everything)
-            old_ids = {r.session_id for r in stored.get(gk, [])}
-            gone = old_ids - {r.session_id for r in rows}
+            gone = [row.session_id for row in r.gone]
             batch.deleted_sessions.extend((project, sid) for sid in gone)
             changes.removed.extend((project, sid) for sid in gone)
-            for row in rows:
-                changes.replaced[(project, row.session_id)] = []
-                changes.keys[(project, row.session_id)] = key
-            for e in sorted(everything, key=order_of):
-                changes.replaced[(project, assigned[e.insert_id])].append((e.event_name, e.url))
-            for row in rows:
+            for sid, steps in r.steps().items():
+                changes.replaced[(project, sid)] = steps
+                changes.keys[(project, sid)] = key
+            for row in r.rows:
                 touched[(project, row.session_id)] = row
-            batch.moved_events.extend((project, e.insert_id, assigned[e.insert_id])
-                                      for e, sid in previous if assigned[e.insert_id] != sid)
-            candidates = list(rows)
-            if state.session_id not in old_ids:
+            batch.moved_events.extend((project, e.insert_id, sid) for e, sid in r.moved())
+            candidates = list(r.rows)
+            if state.session_id not in {row.session_id for row in r.stored}:
                 candidates.append(state)
-            self._state[gk] = max(candidates, key=lambda r: r.order)
+            self._state[gk] = max(candidates, key=lambda row: row.order)
             for i, e in zip(idx, evs, strict=True):
-                sids[i] = assigned[e.insert_id]
+                sids[i] = r.assigned[e.insert_id]
 
     def _reset(self) -> None:
         """Forget cached state after a failed step; it is rebuilt from committed data."""

@@ -18,6 +18,7 @@ State and its clean-up, decided once (turning TTL on or off later breaks restore
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -50,6 +51,19 @@ from stream.flink.sinks import Sink, SinkFactory
 from stream.operators.sessionize import Sessionizer, session_key
 
 log = logging.getLogger("cep.flink")
+
+
+def configure_logging() -> None:
+    """The job's own log lines (``cep.*``) to the task manager's stderr, at
+    ``$CEP_LOG_LEVEL`` (INFO): the Python functions run inside the JVM, where nothing else
+    gives Python's logging a handler. Idempotent (every function's ``open`` calls it)."""
+    root = logging.getLogger("cep")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(os.environ.get("CEP_LOG_LEVEL", "INFO").upper())
+        root.propagate = False
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # What flows from the parser to the sessionizer: (dedupe key, session group key, event
@@ -262,6 +276,7 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
         self._enrich = enrich
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        configure_logging()
         head = ValueStateDescriptor("head", STATE_BYTES)
         older = MapStateDescriptor("older_sessions", Types.STRING(), STATE_BYTES)
         self._state = _State(runtime_context.get_state(head),
@@ -347,6 +362,7 @@ class BufferOutputs(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is u
         self._pending = pending
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        configure_logging()
         subtask, attempt = _subtask_and_attempt(runtime_context)
         self._buffer = runtime_context.get_list_state(
             ListStateDescriptor("buffered_outputs", Types.PICKLED_BYTE_ARRAY()))

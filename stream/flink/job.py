@@ -245,17 +245,12 @@ def build(args: argparse.Namespace) -> Any:
     )
     from stream.flink.pending import PendingMarker
     from stream.flink.rules import ProjectRules
-    from stream.flink.sinks import sink_factory
 
     specs = args.sink or ["print"]
-    sinks = [sink_factory(spec) for spec in specs]
-    if "stores" in specs:
-        from stream.flink.store_sink import StoreSettings, prepare_stores
-
-        prepare_stores(StoreSettings.from_env())
     pending_url = redis_for(args.pending_redis, specs)
     rules = ProjectRules(rules_from(args), redis_for(args.rules_redis, specs),
                          args.rules_refresh_s)
+    sinks = make_sinks(args, specs, rules)
     config = Configuration()
     config.set_string("python.execution-mode", args.python_mode)
     config.set_string("python.fn-execution.bundle.size", str(args.bundle_size))
@@ -335,6 +330,28 @@ def build(args: argparse.Namespace) -> Any:
     discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
     written.sink_to(Sink(discard)).name("end")
     return env
+
+
+def make_sinks(args: argparse.Namespace, specs: Sequence[str], rules: Any) -> list[Any]:
+    """The sink factories; with ``stores``, its tables are created here, once, and its
+    factory places too-late events with the job's session ``rules`` and enrichment."""
+    from stream.flink.sinks import sink_factory
+
+    sinks = [sink_factory(spec) for spec in specs]
+    if "stores" in specs:
+        from stream.flink.store_sink import (
+            Placement,
+            StoreSettings,
+            StoresSinkFactory,
+            prepare_stores,
+        )
+
+        prepare_stores(StoreSettings.from_env())
+        for factory in sinks:
+            if isinstance(factory, StoresSinkFactory):
+                factory.placement = Placement(rules, tuple(geo_paths(args)),
+                                              enrich=not args.no_enrich)
+    return sinks
 
 
 def dedupe_key(value: tuple[str, str, int, bytes]) -> str:

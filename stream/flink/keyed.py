@@ -20,11 +20,15 @@ thread mode each state or timer call crosses into the JVM and costs tens of µs.
 - The **bound**: an event that could belong to a session already dropped from state is
   emitted as :class:`TooLate` instead of being sessionized — one within ``timeout`` of a
   dropped session's end, or at least ``allowed_lateness`` behind the watermark when its key
-  held nothing (see ``Head.horizon``). Every other event is placed exactly as
-  ``Sessionizer.fold`` over all of the key's events would place it. Two cases escape: a
+  held nothing (see ``Head.horizon``). The ``stores`` sink places it against the stored
+  sessions (``stream.refold``), so it is stored and sessionized all the same, from a
+  Cassandra read instead of state. Every other event is placed exactly as
+  ``Sessionizer.fold`` over all of the key's events would place it. Three cases escape: a
+  too-late event within ``timeout`` of both a dropped session and one still held is placed
+  among the dropped ones only (the held one stays the state's, unmerged); a
   producer session (never split) quiet for longer than ``timeout + allowed_lateness`` starts
-  again from its next event, whose row then replaces the dropped one under the same id; and
-  right after a restore, before the first watermark, a key that held nothing cannot tell
+  again from its next event, whose row then replaces the dropped one under the same id;
+  and right after a restore, before the first watermark, a key that held nothing cannot tell
   an event of a dropped session from a new one (watermarks are not checkpointed).
 
 Timers are event time, and few (each call costs): the latest session's timer is set at
@@ -136,7 +140,7 @@ class KeySessions:
             horizon = watermark() - self.lateness_ms
             if event.time <= horizon:
                 yield TooLate(event, f"at or before {horizon}: the watermark is {self.lateness_ms}"
-                                     " ms or more ahead")
+                                     " ms or more ahead", horizon)
                 return
             held = Held(self._s.open(key, event), [raw])
             end = held.row.end_time + self.timeout_ms
@@ -150,7 +154,7 @@ class KeySessions:
             if tie is not None:
                 state.set_head(head)
             yield TooLate(event, f"at or before {head.horizon}: the key's sessions that may "
-                                 "hold it were dropped")
+                                 "hold it were dropped", head.horizon)
             return
         if order_of(event) > head.current.row.order:
             yield from self._in_order(state, timers, key, event, raw, head)

@@ -17,7 +17,9 @@ it comes (and a replay from a checkpoint that writes some again) ends with the s
   time it had, which the stores key it by).
 - :class:`DeviceTie` — a device tied to a user at ``time``; the latest time wins.
 - :class:`TooLate` — an event that may belong to a session already dropped from state (see
-  :mod:`stream.flink.keyed` for the bound): handed to the sinks unsessionized, never dropped.
+  :mod:`stream.flink.keyed` for the bound): handed to the sinks unsessionized, never
+  dropped. The ``stores`` sink places it against the stored sessions that start at or
+  before ``horizon`` (:mod:`stream.refold`, as the embedded runner places late events).
 
 Kafka values on ``raw.<category>`` are one :class:`~stream.contract.event.Event` each, in
 msgpack (the local log's encoding: ``array_like``, no field names) — or JSON (the same
@@ -71,6 +73,7 @@ class DeviceTie(msgspec.Struct, tag="tie"):
 class TooLate(msgspec.Struct, tag="too_late"):
     event: Event
     reason: str
+    horizon: int | None = None  # sessions of the key starting after it are held in state
 
 
 Output = EnrichedEvent | SessionUpsert | SessionDeleted | DeviceTie | TooLate

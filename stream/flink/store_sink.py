@@ -11,6 +11,14 @@ Writes are upserts with explicit positions (``stream.flink.translate``), so writ
 again after a restore changes nothing in Cassandra or Neo4j; the live streams are
 at-least-once (a replayed event is published again, as the embedded runner's would be
 after a crash between commit and publish).
+
+``TooLate`` events — older than what the job's keyed state reaches, a backfill of history
+for instance — are placed here against the sessions stored in Cassandra, after the rest of
+their batch is written: ``stream.refold`` re-folds the range they can change (merging,
+splitting or extending stored sessions, as the embedded runner does) and the result is
+written like any other outputs. Sessions still held in the job's state (starting after the
+event's ``horizon``) are left to the state. Replaying a placed event re-folds the same range
+to the same sessions.
 """
 
 from __future__ import annotations
@@ -23,7 +31,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stream.contract.event import Event
+from stream.flink.records import EnrichedEvent, SessionDeleted, SessionUpsert, TooLate
+from stream.flink.rules import ProjectRules
 from stream.flink.translate import translate
+from stream.operators.sessionize import Sessionizer, session_key
 
 log = logging.getLogger("cep.flink.stores")
 # Graph batches of different subtasks touch the same EventType nodes and LEADS_TO edges in
@@ -69,16 +81,28 @@ def prepare_stores(settings: StoreSettings) -> None:
     Neo4jJourneyGraph(settings.neo4j_uri, auth).close()
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What placing too-late events needs: the job's session rules and enrichment."""
+
+    rules: ProjectRules
+    geo_paths: tuple[str, ...] = ()
+    enrich: bool = True
+
+
 class StoresSink:
     """Cassandra first (the answers' source of truth), then the graph, then live views."""
 
-    def __init__(self, settings: StoreSettings) -> None:
+    def __init__(self, settings: StoreSettings, placement: Placement | None = None) -> None:
         self._settings = settings
+        self._placement = placement or Placement(ProjectRules({}, settings.redis_url),
+                                                 enrich=False)
 
     def open(self, subtask: int, attempt: int) -> None:
         from graph.neo4j_graph import Neo4jJourneyGraph
         from storage.cassandra_store import CassandraStore
         from storage.redis_live import RedisLiveStore
+        from stream.operators.enrich import Enricher
 
         s = self._settings
         self._cassandra = CassandraStore(list(s.cassandra_hosts), s.cassandra_port, s.keyspace)
@@ -86,10 +110,71 @@ class StoresSink:
         self._graph = Neo4jJourneyGraph(s.neo4j_uri, auth)
         self._live = RedisLiveStore(s.redis_url)
         self._subtask = subtask
+        placement = self._placement
+        placement.rules.open()
+        if placement.enrich:
+            from stream.enrich import DeviceParser, GeoLocator
+
+            self._enricher = Enricher(GeoLocator(list(placement.geo_paths)), DeviceParser())
+        else:
+            self._enricher = Enricher(None, None)
+        self._sessionizers: dict[str, Sessionizer] = {}
 
     def write(self, outputs: Sequence[Any]) -> None:
+        late = [o for o in outputs if isinstance(o, TooLate)]
+        if not late:
+            self._write(outputs)
+            return
+        # Only the outputs of one key are ordered; a too-late event's sessions are not held in
+        # state, so the key's other outputs can go first and the re-fold then reads them.
+        self._write([o for o in outputs if not isinstance(o, TooLate)])
+        self._write(self._place(late))
+
+    def _sessionizer(self, project: str) -> Sessionizer:
+        rules = self._placement.rules.rules(project)
+        found = self._sessionizers.get(project)
+        if found is None or found.rules != rules:
+            found = self._sessionizers[project] = Sessionizer(rules)
+        return found
+
+    def _place(self, late: list[TooLate]) -> list[Any]:
+        """The outputs that place ``late`` events among the stored sessions."""
+        from stream.refold import refold
+
+        started = time.perf_counter()
+        groups: dict[tuple[str, str], list[Event]] = {}
+        horizons: dict[tuple[str, str], int] = {}
+        for t in late:
+            gk = (t.event.project, session_key(t.event))
+            groups.setdefault(gk, []).append(t.event)
+            if t.horizon is not None:
+                horizons[gk] = max(horizons.get(gk, t.horizon), t.horizon)
+        enrich = self._enricher.enrich
+        out: list[Any] = []
+        for r in refold(self._cassandra, list(groups.items()), self._sessionizer, horizons):
+            out += [SessionDeleted(r.project, row.session_id, r.key, row.start_time)
+                    for row in r.gone]
+            out += [EnrichedEvent(e, sid, r.key, enrich(e.ip, e.user_agent), moved=True)
+                    for e, sid in r.moved()]
+            out += [EnrichedEvent(e, r.assigned[e.insert_id], r.key, enrich(e.ip, e.user_agent))
+                    for e in r.late]
+            starts = {row.session_id: row.start_time for row in r.stored}
+            steps = r.steps()
+            for row in r.rows:
+                before = starts.get(row.session_id)
+                out.append(SessionUpsert(
+                    row.snapshot(), enrich(row.ip, row.user_agent), True, steps[row.session_id],
+                    before if before is not None and before != row.start_time else None))
+        log.info("subtask %d placed %d too-late events of %d keys against stored sessions "
+                 "in %.0f ms", self._subtask, len(late), len(groups),
+                 (time.perf_counter() - started) * 1000)
+        return out
+
+    def _write(self, outputs: Sequence[Any]) -> None:
         from storage.cassandra_store import StreamWrite
 
+        if not outputs:
+            return
         started = time.perf_counter()
         out = translate(outputs)
         self._cassandra.write_stream(StreamWrite(out.batch, out.stale_sessions, out.dead_ids))
@@ -100,10 +185,7 @@ class StoresSink:
         graphed = time.perf_counter()
         if out.live:
             self._live.publish(out.live)
-        for late in out.too_late:
-            log.warning("event %s/%s too late to sessionize, not stored: %s",
-                        late.event.project, late.event.insert_id, late.reason)
-        log.info("subtask %d wrote %d outputs (%d events, %d sessions): cassandra %.0f ms, "
+        log.debug("subtask %d wrote %d outputs (%d events, %d sessions): cassandra %.0f ms, "
                  "neo4j %.0f ms, redis %.0f ms", self._subtask, len(outputs),
                  len(out.batch.events), len(out.batch.sessions), (wrote - started) * 1000,
                  (graphed - wrote) * 1000, (time.perf_counter() - graphed) * 1000)
@@ -113,11 +195,13 @@ class StoresSink:
             client = getattr(self, name, None)
             if client is not None:
                 client.close()
+        self._placement.rules.close()
 
 
 class StoresSinkFactory:
-    def __init__(self, settings: StoreSettings) -> None:
+    def __init__(self, settings: StoreSettings, placement: Placement | None = None) -> None:
         self._settings = settings
+        self.placement = placement
 
     def __call__(self) -> StoresSink:
-        return StoresSink(self._settings)
+        return StoresSink(self._settings, self.placement)

@@ -39,6 +39,7 @@ from tests.integration.services import free_ports, running
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
+LOG_APPEND_TIME = 1  # ConsumerRecord.timestamp_type (0: CreateTime)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +136,29 @@ async def test_topics_are_created_once(kafka: DevStack) -> None:
     fresh = f"test.{uuid.uuid4().hex[:8]}"
     assert await ensure_topics(_bootstrap(kafka), [fresh], partitions=2) == [fresh]
     assert await ensure_topics(_bootstrap(kafka), [fresh, DEAD_TOPIC]) == []
+
+
+@pytest.mark.slow
+async def test_old_events_are_stamped_with_their_arrival(kafka: DevStack) -> None:
+    """A backfill's record carries the broker's append time, not its year-old ingest time:
+    with the latter, the broker's next retention check (7 days) would delete it before the
+    job read it — what made a CI run lose every event of a test with fixed 2026-01 dates."""
+    project = f"p{uuid.uuid4().hex[:10]}"
+    year_ago = _now() - 365 * 86_400_000
+    event = Event(project=project, insert_id="old-1", event_name="View", category="Other",
+                  time=year_ago, ingest_time=year_ago, device_id="dev1")
+    log = KafkaEventLog(KafkaSettings(bootstrap=_bootstrap(kafka)))
+    await log.start()
+    try:
+        before = _now()
+        await log.publish(LogRecord(events=[event]))
+    finally:
+        await log.close()
+    topic = TopicRouter.from_catalogue().for_category("Other")
+    found = await _consume(kafka, [topic], project, 1)
+    assert len(found) == 1
+    assert found[0].timestamp_type == LOG_APPEND_TIME
+    assert found[0].timestamp >= before - 1000
 
 
 @pytest.mark.slow
