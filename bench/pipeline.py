@@ -185,6 +185,8 @@ def main() -> None:
     ap.add_argument("--use-running", action="store_true",
                     help="use services already on the dev stack's default ports")
     ap.add_argument("--keep", action="store_true", help="keep the data dir")
+    ap.add_argument("job", nargs=argparse.REMAINDER,
+                    help="after --: more flags for the job (e.g. -- --python-mode process)")
     args = ap.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="cep-bench-pipeline-"))
@@ -211,8 +213,9 @@ def main() -> None:
               f"({ok}/{len(backlog)} requests 200, p99 {pct(lat, 0.99):.0f} ms)", flush=True)
 
         start = time.monotonic()
+        extra = args.job[1:] if args.job[:1] == ["--"] else args.job
         bench.start_job(["--parallelism", str(args.parallelism), "--checkpoint-interval-ms",
-                         "1000"])
+                         "1000", *extra])
         done = bench.wait_drained(timeout=3600)
         catch_up = args.events / (done - start)
         print(f"catch-up  Kafka → job → stores: {catch_up:,.0f} events/s "

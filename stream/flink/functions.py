@@ -267,8 +267,10 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
 
     def __init__(self, rules: ProjectRules, allowed_lateness_ms: int,
                  geo_paths: Sequence[str] = (), enrich: bool = True,
-                 cached_keys: int = 10_000, buckets: Sequence[int] = (0,)) -> None:
+                 cached_keys: int = 10_000, buckets: Sequence[int] = (0,),
+                 producer_memory_ms: int = 7 * 86_400_000) -> None:
         self._rules = rules
+        self._producer_memory_ms = producer_memory_ms
         self._buckets = list(buckets)
         self._lateness_ms = allowed_lateness_ms
         self._cached_keys = cached_keys
@@ -302,7 +304,8 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
         logic = self._per_project.get(project)
         if logic is None or logic.rules != rules:
             logic = self._per_project[project] = KeySessions(
-                Sessionizer(rules), self._enricher.enrich, self._lateness_ms)
+                Sessionizer(rules), self._enricher.enrich, self._lateness_ms,
+                self._producer_memory_ms)
         return logic
 
     def process_element(self, value: KeyedEvent,

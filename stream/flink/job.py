@@ -310,7 +310,7 @@ def build(args: argparse.Namespace) -> Any:
     outputs = (unique.key_by(session_group, key_type=Types.STRING())
                .process(Sessionize(rules, args.allowed_lateness_ms, geo_paths(args),
                                    enrich=not args.no_enrich, cached_keys=args.cached_keys,
-                                   buckets=buckets),
+                                   buckets=buckets, producer_memory_ms=args.dedupe_ttl_ms),
                         output_type=Types.PICKLED_BYTE_ARRAY()).name("sessionize")
                .uid("sessionize"))
     if args.kafka:

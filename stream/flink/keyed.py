@@ -17,19 +17,23 @@ thread mode each state or timer call crosses into the JVM and costs tens of µs.
   ``Sessionizer.affected_range``, the embedded runner's rule with the held state standing in
   for the store (whole sessions are re-folded, and a producer session whatever its gaps):
   sessions that disappear are deleted, events that change session are sent again.
-- The **bound**: an event that could belong to a session already dropped from state is
-  emitted as :class:`TooLate` instead of being sessionized — one within ``timeout`` of a
-  dropped session's end, or at least ``allowed_lateness`` behind the watermark when its key
-  held nothing (see ``Head.horizon``). The ``stores`` sink places it against the stored
-  sessions (``stream.refold``), so it is stored and sessionized all the same, from a
-  Cassandra read instead of state. Every other event is placed exactly as
-  ``Sessionizer.fold`` over all of the key's events would place it. Three cases escape: a
-  too-late event within ``timeout`` of both a dropped session and one still held is placed
-  among the dropped ones only (the held one stays the state's, unmerged); a
-  producer session (never split) quiet for longer than ``timeout + allowed_lateness`` starts
-  again from its next event, whose row then replaces the dropped one under the same id;
-  and right after a restore, before the first watermark, a key that held nothing cannot tell
-  an event of a dropped session from a new one (watermarks are not checkpointed).
+- The **bound**: an event that may belong to a session the store owns is emitted as
+  :class:`TooLate` instead of being sessionized — one within ``timeout`` of a session
+  dropped from state, or at least ``allowed_lateness`` behind the watermark when its key
+  holds nothing (see ``Head.horizon``). The ``stores`` sink places it against the stored
+  sessions (``stream.refold``, the embedded runner's re-fold), so it is stored and
+  sessionized all the same, from a Cassandra read instead of state. Ownership never
+  overlaps: a too-late event moves the key's horizon past its own reach (a *marker* head
+  keeps that horizon for a key that holds nothing), and one that could join a held session
+  (within ``timeout`` of it, or any event of a producer session) hands the key's held
+  sessions to the store with it. A finished producer session leaves a marker for
+  ``producer_memory_ms`` (the dedupe TTL), since its next event, however far off, joins it.
+  So every event is placed exactly as ``Sessionizer.fold`` over all of the key's events
+  would place it. Two cases escape: a producer session quiet for longer than ``timeout +
+  allowed_lateness + producer_memory_ms`` starts again from its next event, whose row then
+  replaces the stored one under the same id; and right after a restore, before the first
+  watermark, a key that held nothing cannot tell an event of a dropped session from a new
+  one (watermarks are not checkpointed).
 
 Timers are event time, and few (each call costs): the latest session's timer is set at
 ``end + timeout`` when it opens and set again when it fires early because the session grew;
@@ -61,6 +65,7 @@ Enrich = Callable[[str | None, str | None], Enrichment]
 
 _decode_event = msgspec.msgpack.Decoder(Event).decode
 _MIN_TIME = -(2**62)  # below any event time: "no watermark yet"
+FOREVER = 2**62  # above any event time: a horizon that sends every event to the store
 
 
 class Held(msgspec.Struct, array_like=True):
@@ -84,12 +89,16 @@ class Brief(msgspec.Struct, array_like=True):
 class Head(msgspec.Struct, array_like=True):
     """What a key holds besides its older sessions' bodies.
 
-    ``horizon``: an event at or before it may belong to a session already dropped — the
-    latest ``end + timeout`` of the sessions dropped while others are still held, or, for a
-    key that held nothing when its head was made, that moment's watermark minus the lateness.
+    ``horizon``: an event at or before it may belong to a session the store owns (dropped
+    from state, or placed there as too late) — the latest ``end + timeout`` of those, or,
+    for a key that held nothing when its head was made, that moment's watermark minus the
+    lateness. Held sessions all start after it.
+
+    ``current`` is None in a *marker*: the key holds no session, but events up to
+    ``horizon`` still belong to the store; ``timer`` is when the marker goes.
     """
 
-    current: Held
+    current: Held | None
     older: list[Brief] = msgspec.field(default_factory=list)
     horizon: int | None = None
     timer: int | None = None  # the current session's pending timer (set lazily)
@@ -116,7 +125,7 @@ class KeySessions:
     """Applies one project's rules to the events of its keys; holds no state itself."""
 
     def __init__(self, sessionizer: Sessionizer, enrich: Enrich,
-                 allowed_lateness_ms: int) -> None:
+                 allowed_lateness_ms: int, producer_memory_ms: int = 7 * 86_400_000) -> None:
         if allowed_lateness_ms < 0:
             raise ValueError("allowed lateness must be >= 0 ms")
         self._s = sessionizer
@@ -124,6 +133,7 @@ class KeySessions:
         self._enrich = enrich
         self.timeout_ms = sessionizer.rules.timeout_ms
         self.lateness_ms = allowed_lateness_ms
+        self.producer_memory_ms = producer_memory_ms
 
     # -- events --------------------------------------------------------------------------
 
@@ -135,35 +145,83 @@ class KeySessions:
         tie = self._tie(head, event)
         if tie is not None:
             yield tie
-        if head is None:
+        if head is None or head.current is None:
             # Whatever this key held before ended by watermark - lateness - timeout.
             horizon = watermark() - self.lateness_ms
+            if head is not None and head.horizon is not None:
+                horizon = max(horizon, head.horizon)
             if event.time <= horizon:
-                yield TooLate(event, f"at or before {horizon}: the watermark is {self.lateness_ms}"
-                                     " ms or more ahead", horizon)
+                self._mark(state, timers, head, key, event.time + self.timeout_ms,
+                           event.time + self.timeout_ms)
+                yield TooLate(event, f"at or before {horizon}: the store holds this key's "
+                                     "sessions up to there")
                 return
             held = Held(self._s.open(key, event), [raw])
             end = held.row.end_time + self.timeout_ms
             timers.register(end)
             state.set_head(Head(held, horizon=horizon if horizon > _MIN_TIME else None,
-                                timer=end, tie=_tie_of(event)))
+                                timer=end,
+                                tie=head.tie if head is not None else _tie_of(event)))
             yield self._event_out(event, held.row, index=0)
             yield self._session_out(held.row, final=False)
             return
         if head.horizon is not None and event.time <= head.horizon:
-            if tie is not None:
-                state.set_head(head)
-            yield TooLate(event, f"at or before {head.horizon}: the key's sessions that may "
-                                 "hold it were dropped", head.horizon)
+            yield from self._too_late(state, timers, key, event, head)
             return
         if order_of(event) > head.current.row.order:
             yield from self._in_order(state, timers, key, event, raw, head)
         else:
             yield from self._late(state, timers, key, event, raw, head)
 
+    def _too_late(self, state: KeyState, timers: Timers, key: str, event: Event,
+                  head: Head) -> Iterator[Output]:
+        """An event at or before the horizon of a key that holds sessions: the store places
+        it. If it could join a held session (within the timeout of the first, or any event
+        of a producer session), the store takes the whole key: the held sessions (already
+        written) are dropped from state and left to the store's re-fold with the event."""
+        assert head.current is not None
+        current = head.current.row
+        horizon = head.horizon if head.horizon is not None else _MIN_TIME
+        first = min([current.start_time, *(b.start for b in head.older)])
+        if current.producer or event.time + self.timeout_ms >= first:
+            for brief in head.older:
+                if not brief.final:  # state's last word on it
+                    yield self._session_out(state.older(brief.session_id).row, final=True)
+                state.remove_older(brief.session_id)
+            if not head.current.final:
+                yield self._session_out(current, final=True)
+            last = max([current.end_time, *(b.end for b in head.older), event.time])
+            self._mark(state, timers, Head(None, horizon=horizon, tie=head.tie), key,
+                       last + self.timeout_ms, last + self.timeout_ms)
+            yield TooLate(event, f"at or before {horizon} and next to a held session: the "
+                                 "store takes over the key's sessions")
+            return
+        head.horizon = max(horizon, event.time + self.timeout_ms)
+        state.set_head(head)
+        yield TooLate(event, f"at or before {horizon}: the key's sessions that may hold it "
+                             "are the store's", head.horizon)
+
+    def _mark(self, state: KeyState, timers: Timers, head: Head | None, key: str,
+              reach: int, end: int) -> None:
+        """Leave a marker: events up to ``reach`` (every event, for a producer session) are
+        the store's. It goes once the watermark has passed ``end + lateness`` (a producer
+        session's: ``producer_memory_ms`` later, since it never ends by a gap)."""
+        producer = key.startswith("p:")
+        horizon = max(FOREVER if producer else reach,
+                      head.horizon if head is not None and head.horizon is not None
+                      else _MIN_TIME)
+        until = end + self.lateness_ms + (self.producer_memory_ms if producer else 0)
+        if head is not None and head.timer is not None:
+            until = max(until, head.timer)
+        if head is None or head.timer != until:
+            timers.register(until)
+        state.set_head(Head(None, horizon=horizon, timer=until,
+                            tie=head.tie if head is not None else None))
+
     def _in_order(self, state: KeyState, timers: Timers, key: str, event: Event, raw: bytes,
                   head: Head) -> Iterator[Output]:
         current = head.current
+        assert current is not None
         if self._s.continues(current.row, event):
             self._s.step(current.row, key, event)
             current.events.append(raw)
@@ -187,6 +245,7 @@ class KeySessions:
 
     def _late(self, state: KeyState, timers: Timers, key: str, event: Event, raw: bytes,
               head: Head) -> Iterator[Output]:
+        assert head.current is not None
         briefs = [*head.older, _brief(head.current)]
         producer = head.current.row.producer
         near = [(b.start, b.end) for b in briefs
@@ -283,6 +342,10 @@ class KeySessions:
         head = state.head()
         if head is None:
             return
+        if head.current is None:  # a marker: gone when its time has come
+            if head.timer is None or head.timer <= timestamp:
+                state.set_head(None)
+            return
         changed = False
         kept: list[Brief] = []
         for brief in head.older:
@@ -307,7 +370,11 @@ class KeySessions:
         if end + self.lateness_ms <= timestamp:
             if not current.final:
                 yield self._session_out(current.row, final=True)
-            state.set_head(None)  # the latest session ends last: nothing else is held
+            if current.row.producer:  # its later events, however late, are the store's
+                self._mark(state, timers, Head(None, tie=head.tie), current.row.session_key,
+                           FOREVER, current.row.end_time + self.timeout_ms)
+            else:
+                state.set_head(None)  # the latest session ends last: nothing else is held
             return
         if end <= timestamp and not current.final:
             current.final = changed = True

@@ -9,7 +9,8 @@ it comes (and a replay from a checkpoint that writes some again) ends with the s
   last event), else -1: the re-built session's ``SessionUpsert.steps`` place it.
 - :class:`SessionUpsert` — a session's row, keyed by ``(project, session_id)``, sent on every
   change; ``final=True`` once the watermark passed its inactivity timeout (late events can
-  still change it until the allowed lateness has passed too). A session a late event
+  still change it until the allowed lateness has passed too), or once the store took the
+  key's sessions over (a too-late event next to them). A session a late event
   re-built carries its whole ordered ``steps`` (event name, url), and ``replaced_start``
   when its start time moved (a producer session keeps its id): the journey graph and
   the stores' by-start rows are rewritten from them.

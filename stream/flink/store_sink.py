@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,9 @@ from stream.contract.event import Event
 from stream.flink.records import EnrichedEvent, SessionDeleted, SessionUpsert, TooLate
 from stream.flink.rules import ProjectRules
 from stream.flink.translate import translate
+from stream.operators.enrich import Enrichment
 from stream.operators.sessionize import Sessionizer, session_key
+from stream.refold import StoredSessions
 
 log = logging.getLogger("cep.flink.stores")
 # Graph batches of different subtasks touch the same EventType nodes and LEADS_TO edges in
@@ -90,6 +92,39 @@ class Placement:
     enrich: bool = True
 
 
+def place_too_late(store: StoredSessions, late: Sequence[TooLate],
+                   sessionizer: Callable[[str], Sessionizer],
+                   enrich: Callable[[str | None, str | None], Enrichment]) -> list[Any]:
+    """The outputs that place ``late`` events among the sessions ``store`` holds (in
+    order: sessions merged away, events that moved, the late events, every re-folded
+    session with its steps), for any sink to write like the job's own outputs."""
+    from stream.refold import refold
+
+    groups: dict[tuple[str, str], list[Event]] = {}
+    horizons: dict[tuple[str, str], int] = {}
+    for t in late:
+        gk = (t.event.project, session_key(t.event))
+        groups.setdefault(gk, []).append(t.event)
+        if t.horizon is not None:
+            horizons[gk] = max(horizons.get(gk, t.horizon), t.horizon)
+    out: list[Any] = []
+    for r in refold(store, list(groups.items()), sessionizer, horizons):
+        out += [SessionDeleted(r.project, row.session_id, r.key, row.start_time)
+                for row in r.gone]
+        out += [EnrichedEvent(e, sid, r.key, enrich(e.ip, e.user_agent), moved=True)
+                for e, sid in r.moved()]
+        out += [EnrichedEvent(e, r.assigned[e.insert_id], r.key, enrich(e.ip, e.user_agent))
+                for e in r.late]
+        starts = {row.session_id: row.start_time for row in r.stored}
+        steps = r.steps()
+        for row in r.rows:
+            before = starts.get(row.session_id)
+            out.append(SessionUpsert(
+                row.snapshot(), enrich(row.ip, row.user_agent), True, steps[row.session_id],
+                before if before is not None and before != row.start_time else None))
+    return out
+
+
 class StoresSink:
     """Cassandra first (the answers' source of truth), then the graph, then live views."""
 
@@ -138,36 +173,10 @@ class StoresSink:
         return found
 
     def _place(self, late: list[TooLate]) -> list[Any]:
-        """The outputs that place ``late`` events among the stored sessions."""
-        from stream.refold import refold
-
         started = time.perf_counter()
-        groups: dict[tuple[str, str], list[Event]] = {}
-        horizons: dict[tuple[str, str], int] = {}
-        for t in late:
-            gk = (t.event.project, session_key(t.event))
-            groups.setdefault(gk, []).append(t.event)
-            if t.horizon is not None:
-                horizons[gk] = max(horizons.get(gk, t.horizon), t.horizon)
-        enrich = self._enricher.enrich
-        out: list[Any] = []
-        for r in refold(self._cassandra, list(groups.items()), self._sessionizer, horizons):
-            out += [SessionDeleted(r.project, row.session_id, r.key, row.start_time)
-                    for row in r.gone]
-            out += [EnrichedEvent(e, sid, r.key, enrich(e.ip, e.user_agent), moved=True)
-                    for e, sid in r.moved()]
-            out += [EnrichedEvent(e, r.assigned[e.insert_id], r.key, enrich(e.ip, e.user_agent))
-                    for e in r.late]
-            starts = {row.session_id: row.start_time for row in r.stored}
-            steps = r.steps()
-            for row in r.rows:
-                before = starts.get(row.session_id)
-                out.append(SessionUpsert(
-                    row.snapshot(), enrich(row.ip, row.user_agent), True, steps[row.session_id],
-                    before if before is not None and before != row.start_time else None))
-        log.info("subtask %d placed %d too-late events of %d keys against stored sessions "
-                 "in %.0f ms", self._subtask, len(late), len(groups),
-                 (time.perf_counter() - started) * 1000)
+        out = place_too_late(self._cassandra, late, self._sessionizer, self._enricher.enrich)
+        log.info("subtask %d placed %d too-late events against stored sessions in %.0f ms",
+                 self._subtask, len(late), (time.perf_counter() - started) * 1000)
         return out
 
     def _write(self, outputs: Sequence[Any]) -> None:

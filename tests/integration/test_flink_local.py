@@ -21,8 +21,9 @@ import subprocess  # nosec B404 - runs our own job and setup script with fixed a
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -38,6 +39,7 @@ from stream.flink.records import (
     TooLate,
     output_from_json,
 )
+from stream.flink.store_sink import place_too_late
 from stream.operators.enrich import Enricher
 from stream.operators.identify import ties
 from stream.operators.sessionize import Sessionizer, SessionRow, session_key
@@ -264,13 +266,16 @@ def _check(events: list[Event], outputs: list[Output], lateness_ms: int,
     too_late = {o.event.insert_id: o for o in outputs if isinstance(o, TooLate)}
     unique = _first_occurrences(events)
     # The bound: only events at least the allowed lateness behind what had arrived before
-    # them (minus the watermark's own lag) may be reported too late.
+    # them (minus the watermark's own lag) may be reported too late — or, once a key had
+    # one, its events that the store's sessions may reach.
     if in_order:
-        highest, checked = -(2**63), set()
+        highest, checked, handed = -(2**63), set(), set()
         for e in events:
             if e.insert_id in too_late and e.insert_id not in checked:  # its first arrival
                 checked.add(e.insert_id)
-                assert e.time + lateness_ms <= highest - OUT_OF_ORDERNESS_MS, e.insert_id
+                if session_key(e) not in handed:
+                    assert e.time + lateness_ms <= highest - OUT_OF_ORDERNESS_MS, e.insert_id
+                handed.add(session_key(e))
             highest = max(highest, e.time)
     placed = [e for e in unique if e.insert_id not in too_late]
 
@@ -388,19 +393,28 @@ class _KeyTimers:
             heapq.heappush(self._timers.queue, timer)
 
 
-def _simulate(events: list[Event], lateness_ms: int) -> tuple[list[Output], dict[str, _DictState]]:
+def _simulate(events: list[Event], lateness_ms: int,
+              sink: Callable[[list[Output]], None] | None = None,
+              ) -> tuple[list[Output], dict[str, _DictState]]:
     """Flink's contract for one subtask: dedupe, then per key state and event-time timers,
-    with the watermark moving after every event (the most adversarial for the bound)."""
+    with the watermark moving after every event (the most adversarial for the bound).
+    ``sink`` (optional) gets the outputs of every call as they come."""
     logic = KeySessions(Sessionizer(), Enricher(None, None).enrich, lateness_ms)
     states: dict[str, _DictState] = defaultdict(_DictState)
     timers = _Timers()
     outputs: list[Output] = []
     watermark = -(2**63)
 
+    def emit(outs: Iterable[Output]) -> None:
+        outs = list(outs)
+        outputs.extend(outs)
+        if sink is not None:
+            sink(outs)
+
     def advance(to: int) -> None:
         while (timer := timers.due(to)) is not None:
             ts, key = timer
-            outputs.extend(logic.on_timer(states[key], timers.of(key), ts))
+            emit(logic.on_timer(states[key], timers.of(key), ts))
 
     seen: set[str] = set()
     highest = watermark
@@ -413,8 +427,8 @@ def _simulate(events: list[Event], lateness_ms: int) -> tuple[list[Output], dict
         def now(w: int = watermark) -> int:
             return w
 
-        outputs.extend(logic.on_event(states[key], timers.of(key), key, e,
-                                      msgspec.msgpack.encode(e), now))
+        emit(logic.on_event(states[key], timers.of(key), key, e, msgspec.msgpack.encode(e),
+                            now))
         highest = max(highest, e.time)
         if highest - OUT_OF_ORDERNESS_MS - 1 > watermark:
             watermark = highest - OUT_OF_ORDERNESS_MS - 1
@@ -438,4 +452,74 @@ def test_keyed_logic_equals_fold_with_a_moving_watermark(seed: int) -> None:
     stats = _check(events, outputs, lateness, enriched=False)
     assert stats["too_late"] >= 1  # d1 arrives a day behind
     assert stats["moved"] > 0
+    assert all(s.head_ is None and not s.older_ for s in states.values())
+
+
+class _MemoryStore:
+    """What the ``stores`` sink keeps, in dicts: each session's latest row, each event's
+    session. Read by ``stream.refold`` as Cassandra is."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, SessionRow] = {}
+        self.events: dict[str, tuple[Event, str]] = {}
+
+    def write(self, outputs: list[Output]) -> None:
+        """As ``StoresSink.write``: the batch without its too-late events, then those placed
+        against what is stored."""
+        self._apply([o for o in outputs if not isinstance(o, TooLate)])
+        late = [o for o in outputs if isinstance(o, TooLate)]
+        if late:
+            self._apply(place_too_late(self, late, lambda _p: Sessionizer(),
+                                       Enricher(None, None).enrich))
+
+    def _apply(self, outputs: list[Any]) -> None:
+        for o in outputs:
+            if isinstance(o, EnrichedEvent):
+                self.events[o.event.insert_id] = (o.event, o.session_id)
+            elif isinstance(o, SessionUpsert):
+                self.sessions[o.row.session_id] = o.row
+            elif isinstance(o, SessionDeleted):
+                self.sessions.pop(o.session_id, None)
+
+    def sessions_overlapping(self, ranges: list[tuple[str, str, int, int]]) -> list[SessionRow]:
+        return [r for p, k, lo, hi in ranges for r in self.sessions.values()
+                if (r.project, r.session_key) == (p, k) and r.start_time <= hi
+                and r.end_time >= lo]
+
+    def events_in_ranges(self, ranges: list[tuple[str, str, int, int]]
+                         ) -> list[tuple[Event, str]]:
+        return [(e, sid) for p, k, lo, hi in ranges for e, sid in self.events.values()
+                if (e.project, session_key(e)) == (p, k) and lo <= e.time <= hi]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_state_and_store_placement_together_equal_fold(seed: int) -> None:
+    """Too-late events placed against the stored sessions (the ``stores`` sink's way) and
+    the rest placed by keyed state give, together, ``Sessionizer.fold`` over every event:
+    each session's row and each event's session — whatever was too late for the state."""
+    events = arrivals()
+    reach = (0, 8, 40)[seed % 3]
+    lateness = (10 * MIN, 30 * MIN, 2 * HOUR)[seed % 3 if seed < 9 else 0]
+    rng = random.Random(seed)  # noqa: S311 - test data
+    for i in range(len(events) - 1):
+        j = min(len(events) - 1, i + rng.randrange(0, reach + 1))
+        events[i], events[j] = events[j], events[i]
+    store = _MemoryStore()
+    outputs, states = _simulate(events, lateness, store.write)
+    assert sum(isinstance(o, TooLate) for o in outputs) >= 3
+
+    unique = _first_occurrences(events)
+    by_key: dict[str, list[Event]] = defaultdict(list)
+    for e in unique:
+        by_key[session_key(e)].append(e)
+    expected: dict[str, SessionRow] = {}
+    assigned: dict[str, str] = {}
+    for key, evs in by_key.items():
+        rows, ids = Sessionizer().assign(key, evs)
+        expected.update((r.session_id, r) for r in rows)
+        assigned.update(ids)
+    assert sorted(store.sessions) == sorted(expected)
+    for sid, row in expected.items():
+        assert store.sessions[sid] == row, sid
+    assert {i: sid for i, (_e, sid) in store.events.items()} == assigned
     assert all(s.head_ is None and not s.older_ for s in states.values())
