@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -54,16 +56,26 @@ log = logging.getLogger("cep.flink")
 
 
 def configure_logging() -> None:
-    """The job's own log lines (``cep.*``) to the task manager's stderr, at
-    ``$CEP_LOG_LEVEL`` (INFO): the Python functions run inside the JVM, where nothing else
-    gives Python's logging a handler. Idempotent (every function's ``open`` calls it)."""
-    root = logging.getLogger("cep")
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        root.addHandler(handler)
-        root.setLevel(os.environ.get("CEP_LOG_LEVEL", "INFO").upper())
-        root.propagate = False
+    """The job's own log lines (``cep.*``, at ``$CEP_LOG_LEVEL``, INFO by default) to
+    ``cep-python.log`` in Flink's log folder (``$FLINK_LOG_DIR``). Not to stderr: in thread
+    mode the functions run inside the JVM, whose stderr PyFlink's launcher pipes and reads
+    only if the JVM fails to start — a full pipe would block the job. Libraries' warnings
+    go there too. Idempotent (every function's ``open`` calls it)."""
+    root = logging.getLogger()
+    if any(getattr(h, "cep_job", False) for h in root.handlers):
+        return
+    folder = Path(os.environ.get("FLINK_LOG_DIR") or tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / "cep-python.log", encoding="utf-8")
+    handler.cep_job = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"))
+    root.addHandler(handler)  # libraries' warnings too: nothing falls back to stderr
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    logging.getLogger("cep").setLevel(os.environ.get("CEP_LOG_LEVEL", "INFO").upper())
+
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # What flows from the parser to the sessionizer: (dedupe key, session group key, event
