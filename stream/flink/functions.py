@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +62,14 @@ def configure_logging() -> None:
     mode the functions run inside the JVM, whose stderr PyFlink's launcher pipes and reads
     only if the JVM fails to start — a full pipe would block the job. Libraries' warnings
     go there too. Idempotent (every function's ``open`` calls it)."""
+    with _LOGGING:  # the subtasks' ``open`` run on several task threads at once
+        _configure_logging()
+
+
+_LOGGING = threading.Lock()
+
+
+def _configure_logging() -> None:
     root = logging.getLogger()
     if any(getattr(h, "cep_job", False) for h in root.handlers):
         return
