@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+# The repository's packages the job's functions and sinks import on the task managers
+# (shipped with ``--remote``; copied into the Flink image of docker-compose.yml).
+JOB_PACKAGES = ("stream", "storage", "graph")
 DEFAULT_JARS = ROOT / ".cache" / "flink-jars"
 DEFAULT_GEO_DIR = ROOT / ".cache" / "geo"
 DEFAULT_CHECKPOINTS = ROOT / ".cache" / "flink-checkpoints"
@@ -429,7 +432,7 @@ def submit(args: argparse.Namespace, argv: Sequence[str]) -> int:
                "--python", str(Path(__file__).resolve()),
                "--pyClientExecutable", sys.executable,
                "--pyExecutable", args.remote_python,
-               "--pyFiles", ",".join(str(ROOT / p) for p in ("stream", "storage", "graph")),
+               "--pyFiles", ",".join(str(ROOT / p) for p in JOB_PACKAGES),
                *rest]
     env = {**os.environ, "FLINK_HOME": str(home), "CEP_FLINK_SUBMITTED": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),

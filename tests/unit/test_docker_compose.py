@@ -54,3 +54,14 @@ def test_build_contexts_exist() -> None:
         build = svc.get("build")
         if build:
             assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+
+
+def test_the_flink_image_holds_every_package_the_job_imports() -> None:
+    """The stores sink imports ``storage`` and ``graph`` on the task managers: an image
+    with ``stream`` alone fails with ModuleNotFoundError once the job runs."""
+    from stream.flink.job import JOB_PACKAGES
+
+    dockerfile = (ROOT / "docker" / "flink" / "Dockerfile").read_text().splitlines()
+    copied = {line.split()[1] for line in dockerfile if line.startswith("COPY ")}
+    assert set(JOB_PACKAGES) <= copied
+    assert "ENV PYTHONPATH=/opt/cep" in dockerfile
