@@ -278,12 +278,15 @@ def build(args: argparse.Namespace) -> Any:
     if restore is not None:
         config.set_string("execution.state-recovery.path", restore)
     config.set_string("state.backend.type", args.state_backend)
+    env = StreamExecutionEnvironment.get_execution_environment(config)
     if args.kafka:
         jars = args.jar or sorted(DEFAULT_JARS.glob("*.jar"))
         if not jars:
             raise SystemExit(f"no connector jar in {DEFAULT_JARS}: run scripts/flink/setup.sh")
-        config.set_string("pipeline.jars", ";".join(Path(j).resolve().as_uri() for j in jars))
-    env = StreamExecutionEnvironment.get_execution_environment(config)
+        # Added to the job's jars, not set over them: under `flink run` they already hold
+        # flink-python (from the distribution's opt/), which the job manager needs to
+        # deserialize the Python operators (a cluster's lib/ does not have it).
+        env.add_jars(*(Path(j).resolve().as_uri() for j in jars))
     env.set_parallelism(args.parallelism)
     # Fixed: restores and sink buckets rely on it. Stateful operators carry uids, so a
     # restore maps their state whatever else changed (a side topic turned on or off).

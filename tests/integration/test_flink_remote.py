@@ -8,19 +8,27 @@ job's code travels with it (``python.files``), its libraries come from the clust
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import signal
 import subprocess  # nosec B404 - the wheel's own cluster scripts and our job
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
+import redis
+import yaml
 
+from clients.devstack import DevStack
+from storage.cassandra_store import CassandraStore
+from stream.flink.rules import SETTINGS_KEY
 from tests.integration.services import free_ports
 from tests.integration.test_flink_local import (
     LATENESS_MS,
@@ -31,8 +39,19 @@ from tests.integration.test_flink_local import (
     arrivals,
     flink_python,
 )
+from tests.integration.test_flink_stores import LATENESS_MS as STORE_LATENESS_MS
+from tests.integration.test_flink_stores import (
+    SETTINGS,
+    _answers,
+    _diff,
+    _embedded,
+    _publish,
+    _records,
+    _urls,
+    stack,
+)
 
-__all__ = ["flink_python"]  # the fixture, shared with the local run's tests
+__all__ = ["flink_python", "stack"]  # fixtures, shared with the other Flink tests
 
 CONFIG = """\
 jobmanager:
@@ -58,7 +77,12 @@ def cluster(flink_python: Path, tmp_path: Path) -> Iterator[str]:
     rpc, rest, blob = free_ports(3)
     conf = tmp_path / "conf"
     conf.mkdir()
-    (conf / "config.yaml").write_text(CONFIG.format(rpc=rpc, rest=rest, blob=blob))
+    # Every Flink distribution's config carries these JVM flags; the stores' native drivers
+    # (loaded by pemja inside the task manager) need the --add-opens among them.
+    stock = yaml.safe_load((Path(home) / "conf" / "config.yaml").read_text())
+    java_opts = stock["env"]["java"]["opts"]["all"]
+    (conf / "config.yaml").write_text(CONFIG.format(rpc=rpc, rest=rest, blob=blob)
+                                      + f"env: {{java: {{opts: {{all: '{java_opts}'}}}}}}\n")
     for name in ("log4j.properties", "log4j-console.properties"):
         shutil.copy(Path(home) / "conf" / name, conf / name)
     logs = tmp_path / "logs"
@@ -126,3 +150,42 @@ def test_a_remote_cluster_gives_the_local_answers(flink_python: Path, cluster: s
     stats = _check(events, outputs, LATENESS_MS)
     assert stats["moved"] > 0
     assert stats["deleted"] > 0
+
+
+def test_a_remote_cluster_writes_the_stores(flink_python: Path, cluster: str, stack: DevStack,
+                                            tmp_path: Path) -> None:
+    """The same job submitted with ``--remote`` and the ``stores`` sink: the task managers
+    (whose Python path holds only the Flink venv) import the shipped ``stream``, ``storage``
+    and ``graph`` packages and write what the embedded runner commits."""
+    urls = _urls(stack)
+    project = f"p{uuid.uuid4().hex[:10]}"
+    keyspace = f"k{uuid.uuid4().hex[:10]}"
+    records = _records(project)
+    settings = redis.Redis.from_url(urls["redis"])
+    settings.hset(SETTINGS_KEY, project, json.dumps(SETTINGS))
+    settings.close()
+    asyncio.run(_publish(urls["kafka"], records))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CEP_CASSANDRA_HOSTS": "127.0.0.1",
+           "CEP_CASSANDRA_PORT": str(urls["cassandra"]), "CEP_CASSANDRA_KEYSPACE": keyspace,
+           "CEP_REDIS_URL": urls["redis"], "CEP_NEO4J_URI": urls["neo4j"]}
+    run = subprocess.run(  # nosec B603 - our own job module, fixed arguments
+        [str(flink_python), "-m", "stream.flink.job", "--remote", cluster, "--remote-python",
+         str(flink_python), "--kafka", urls["kafka"], "--sink", "stores", "--bounded",
+         "--from", "earliest", "--group-id", f"g-{project}", "--parallelism", "2",
+         "--out-of-orderness-ms", "1000", "--allowed-lateness-ms", str(STORE_LATENESS_MS),
+         "--checkpoint-interval-ms", "0", "--rules-refresh-s", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    python_lines = [line for line in (run.stdout + run.stderr).splitlines()
+                    if not line.lstrip().startswith("at ")]
+    assert run.returncode == 0, "job failed:\n" + "\n".join(python_lines[-80:])
+    duck, _graph = _embedded(tmp_path / "embedded", records)
+    cassandra = CassandraStore(["127.0.0.1"], urls["cassandra"], keyspace)
+    try:
+        expected = _answers(duck, project)
+        got = _answers(cassandra, project)
+        assert len(expected["sessions"]) > 10
+        assert _diff(got["sessions"], expected["sessions"]) == []
+        assert got["events"] == expected["events"]
+    finally:
+        cassandra.close()
+        duck.close()
