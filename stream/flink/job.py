@@ -126,6 +126,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="python.fn-execution.bundle.size (elements per Python bundle)")
     r.add_argument("--bundle-time-ms", type=int, default=1000,
                    help="python.fn-execution.bundle.time")
+    r.add_argument("--buffer-timeout-ms", type=int, default=100,
+                   help="execution.buffer-timeout.interval: how long a network buffer between "
+                        "operators may wait to fill (each key_by hop adds up to this)")
     r.add_argument("--python-mode", choices=("thread", "process"), default="thread",
                    help="python.execution-mode (process mode is ~30x slower here)")
     r.add_argument("--cached-keys", type=int, default=10_000,
@@ -258,6 +261,7 @@ def build(args: argparse.Namespace) -> Any:
     config.set_string("python.execution-mode", args.python_mode)
     config.set_string("python.fn-execution.bundle.size", str(args.bundle_size))
     config.set_string("python.fn-execution.bundle.time", str(args.bundle_time_ms))
+    config.set_string("execution.buffer-timeout.interval", f"{args.buffer_timeout_ms} ms")
     config.set_string("python.client.executable", sys.executable)
     if not os.environ.get("CEP_FLINK_SUBMITTED"):  # under `flink run` its flags decide
         config.set_string("python.executable", sys.executable)
