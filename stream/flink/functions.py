@@ -378,7 +378,7 @@ class BufferOutputs(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is u
     ``pending`` (optional) tells Redis how much this subtask holds (``stream.flink.pending``).
     """
 
-    def __init__(self, factories: Sequence[SinkFactory], flush_ms: int = 200,
+    def __init__(self, factories: Sequence[SinkFactory], flush_ms: int = 100,
                  max_items: int = 1000, pending: PendingMarker | None = None) -> None:
         self._factories = list(factories)
         self._flush_ms = flush_ms

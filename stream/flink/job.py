@@ -126,7 +126,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="python.fn-execution.bundle.size (elements per Python bundle)")
     r.add_argument("--bundle-time-ms", type=int, default=1000,
                    help="python.fn-execution.bundle.time")
-    r.add_argument("--buffer-timeout-ms", type=int, default=100,
+    r.add_argument("--buffer-timeout-ms", type=int, default=10,
                    help="execution.buffer-timeout.interval: how long a network buffer between "
                         "operators may wait to fill (each key_by hop adds up to this)")
     r.add_argument("--python-mode", choices=("thread", "process"), default="thread",
@@ -142,7 +142,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     r.add_argument("--buckets-per-subtask", type=int, default=1,
                    help="sink buffers (keys of BufferOutputs) per subtask: a flush writes "
                         "one, so more buckets make smaller batches")
-    r.add_argument("--flush-ms", type=int, default=200,
+    r.add_argument("--flush-ms", type=int, default=100,
                    help="a non-empty sink buffer is written at most this long after it "
                         "became non-empty")
     r.add_argument("--flush-items", type=int, default=1000,
