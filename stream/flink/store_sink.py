@@ -37,7 +37,7 @@ from stream.flink.rules import ProjectRules
 from stream.flink.translate import translate
 from stream.operators.enrich import Enrichment
 from stream.operators.sessionize import Sessionizer, session_key
-from stream.refold import StoredSessions
+from stream.refold import StoredSessions, refold
 
 log = logging.getLogger("cep.flink.stores")
 # Graph batches of different subtasks touch the same EventType nodes and LEADS_TO edges in
@@ -98,8 +98,6 @@ def place_too_late(store: StoredSessions, late: Sequence[TooLate],
     """The outputs that place ``late`` events among the sessions ``store`` holds (in
     order: sessions merged away, events that moved, the late events, every re-folded
     session with its steps), for any sink to write like the job's own outputs."""
-    from stream.refold import refold
-
     groups: dict[tuple[str, str], list[Event]] = {}
     horizons: dict[tuple[str, str], int] = {}
     for t in late:

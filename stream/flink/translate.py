@@ -53,7 +53,6 @@ class StoreBatch:
     dead_ids: list[int] = field(default_factory=list)
     live: StoredEvents = field(default_factory=StoredEvents)
     graph: GraphChanges = field(default_factory=GraphChanges)
-    too_late: list[TooLate] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -135,7 +134,8 @@ class _Fold:
         self.out.batch.settled_dead.append((o.project, o.letter_id))
 
     def too_late(self, o: TooLate) -> None:
-        self.out.too_late.append(o)
+        """Nothing: the stores sink places too-late events against the stored sessions
+        (``stream.flink.store_sink.place_too_late``) and translates what that gives."""
 
     def result(self) -> StoreBatch:
         out, batch = self.out, self.out.batch

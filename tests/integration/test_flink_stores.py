@@ -139,6 +139,20 @@ def _diff(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> list[Any
     return sorted(out, key=str)
 
 
+def _assert_same_answers(store: Any, neo: Neo4jJourneyGraph, duck: DuckDBStore,
+                         nx_graph: NetworkxJourneyGraph, project: str,
+                         dead: bool = True) -> None:
+    """The stores and the journey graph answer as the embedded runner's DuckDB and networkx."""
+    expected = _answers(duck, project)
+    got = _answers(store, project)
+    assert _diff(got["sessions"], expected["sessions"]) == []
+    assert got["events"] == expected["events"]
+    if dead:
+        assert got["dead"] == expected["dead"]
+    assert dict(neo.sequences(project)) == dict(nx_graph.sequences(project))
+    assert neo.transitions(project) == nx_graph.transitions(project)
+
+
 def _run_job(python: Path, urls: dict[str, Any], keyspace: str, group: str,
              tmp: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JVM_ARGS": "-Xmx640m",
@@ -269,21 +283,10 @@ def test_sink_places_too_late_events_as_the_embedded_runner(stack: DevStack,
     try:
         for batch in batches:
             sink.write(batch)
-        expected = _answers(duck, project)
-        got = _answers(cassandra, project)
-        assert _diff(got["sessions"], expected["sessions"]) == []
-        assert got["events"] == expected["events"]
-        assert got["dead"] == expected["dead"]
-        assert dict(neo.sequences(project)) == dict(nx_graph.sequences(project))
-        assert neo.transitions(project) == nx_graph.transitions(project)
-
+        _assert_same_answers(cassandra, neo, duck, nx_graph, project)
         for batch in batches:
             sink.write(batch)
-        again = _answers(cassandra, project)
-        assert _diff(again["sessions"], expected["sessions"]) == []
-        assert again["events"] == expected["events"]
-        assert dict(neo.sequences(project)) == dict(nx_graph.sequences(project))
-        assert neo.transitions(project) == nx_graph.transitions(project)
+        _assert_same_answers(cassandra, neo, duck, nx_graph, project, dead=False)
     finally:
         sink.close()
         neo.close()
@@ -359,13 +362,7 @@ def test_killed_job_restores_exactly_once(flink_python: Path, stack: DevStack,
         duck, nx_graph = _embedded(tmp_path / "embedded", records)
         neo = Neo4jJourneyGraph(urls["neo4j"])
         try:
-            expected = _answers(duck, project)
-            got = _answers(cassandra, project)
-            assert _diff(got["sessions"], expected["sessions"]) == []
-            assert got["events"] == expected["events"]
-            assert got["dead"] == expected["dead"]
-            assert dict(neo.sequences(project)) == dict(nx_graph.sequences(project))
-            assert neo.transitions(project) == nx_graph.transitions(project)
+            _assert_same_answers(cassandra, neo, duck, nx_graph, project)
         finally:
             neo.close()
             duck.close()
