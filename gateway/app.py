@@ -51,6 +51,9 @@ class CEPGraphQL(GraphQL[Context, None]):
             about=p.about,
             session_settings=p.runner_rules,
             update_session_settings=p.update_session_settings,
+            events=p.store, profiles=p.store,
+            project_settings=p.control.settings,
+            update_project_settings=p.control.update_settings,
         )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from resolvers.errors import api_error
-from storage.ports import DeadLetterStore, SessionStore
+from storage.ports import DeadLetterStore, EventStore, ProfileStore, SessionStore
 
 T = TypeVar("T")
 
@@ -35,6 +35,10 @@ class Context:
     about: Callable[[], dict[str, Any]] = dict
     session_settings: Callable[[str], Any] | None = None
     update_session_settings: Callable[[str, dict[str, Any]], Any] | None = None
+    events: EventStore | None = None
+    profiles: ProfileStore | None = None
+    project_settings: Callable[[str], dict[str, Any]] | None = None
+    update_project_settings: Callable[[str, dict[str, Any]], Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
@@ -16,7 +17,10 @@ from strawberry.extensions import (
 )
 
 from resolvers.errors import api_error, bad_input, is_public
-from resolvers.sessions import SessionMetricsRunner, encode_cursor, page_sessions
+from resolvers.fetch import Reader, only_users, to_segment, user_level
+from resolvers.schema_common import page_size, session_query, window_of
+from resolvers.schema_segments import SegmentMutations, SegmentQueries
+from resolvers.sessions import compute_session_metrics, encode_cursor, page_sessions
 from resolvers.types import (
     About,
     Attribution,
@@ -41,46 +45,17 @@ from resolvers.types import (
     TrackResult,
     WeekCount,
 )
-from resolvers.window import Window, iso, resolve_window
-from storage.ports import SessionQuery
+from resolvers.window import Window, iso
 
 
-def _window(ctx: Any, window: TimeWindow | None, name: str = "window") -> Window:
-    if window is None:
-        return resolve_window(None, None, None, ctx.now_ms(), name)
-    return resolve_window(window.last, window.from_, window.to, ctx.now_ms(), name)
-
-
-def _page_size(ctx: Any, first: int, name: str = "first") -> int:
-    if first < 0:
-        raise bad_input(name, "must not be negative")
-    if first > ctx.page_size_limit:
-        raise bad_input(name, f"at most {ctx.page_size_limit} per page")
-    return first
-
-
-def _session_query(
-    w: Window, segment: SegmentFilter | None = None, flt: SessionFilter | None = None
-) -> SessionQuery:
-    fields: dict[str, Any] = {}
-    for source in (segment, flt):
-        if source is None:
-            continue
-        for name in (
-            "city",
-            "state",
-            "country",
-            "device_type",
-            "os",
-            "app_version",
-            "user_id",
-            "device_id",
-            "converted",
-        ):
-            value = getattr(source, name, None)
-            if value is not None:
-                fields[name] = value
-    return SessionQuery(start=w.start, end=w.end, **fields)
+async def _sessions(ctx: Any, project: str, w: Window, flt: SegmentFilter | None,
+                    path: str) -> pa.Table:
+    """Sessions starting in ``w`` whose own place and device match ``flt``, of users who
+    match its user-level part (demographics, traits, behaviour in ``w``)."""
+    table: pa.Table = await ctx.call(ctx.sessions.scan_sessions, project,
+                                     session_query(w, flt))
+    users = await Reader(ctx, project).segment_users(user_level(to_segment(flt, path)), w)
+    return only_users(table, users, "resolved_user")
 
 
 @strawberry.type
@@ -137,9 +112,8 @@ class SessionQueries:
     ) -> SessionConnection:
         ctx = info.context
         project = ctx.require("read")
-        first = _page_size(ctx, first)
-        query = _session_query(_window(ctx, window), flt=filter)
-        table = await ctx.call(ctx.sessions.scan_sessions, project, query)
+        first = page_size(ctx, first)
+        table = await _sessions(ctx, project, window_of(ctx, window), filter, "filter")
         page = page_sessions(table, first, after)
         edges = [
             SessionEdge(
@@ -170,8 +144,8 @@ class SessionQueries:
     ) -> SessionMetrics:
         ctx = info.context
         project = ctx.require("read")
-        query = _session_query(_window(ctx, window), segment=segment)
-        m = await ctx.call(SessionMetricsRunner(ctx.sessions).run, project, query)
+        table = await _sessions(ctx, project, window_of(ctx, window), segment, "segment")
+        m = compute_session_metrics(table, top_pages=table.num_rows)
         return SessionMetrics(
             count=m.count,
             average_duration_seconds=m.average_duration_seconds,
@@ -223,7 +197,7 @@ class ContractQueries:
     ) -> DeadLetterConnection:
         ctx = info.context
         project = ctx.require("read")
-        first = _page_size(ctx, first)
+        first = page_size(ctx, first)
         after_id = 0
         if after:
             if not after.isdigit():
@@ -363,12 +337,12 @@ class IngestMutations:
 
 
 @strawberry.type
-class Query(SessionQueries, ContractQueries, AboutQueries):
+class Query(SessionQueries, SegmentQueries, ContractQueries, AboutQueries):
     pass
 
 
 @strawberry.type
-class Mutation(IngestMutations):
+class Mutation(IngestMutations, SegmentMutations):
     pass
 
 

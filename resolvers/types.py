@@ -19,8 +19,30 @@ class TimeWindow:
     to: str | None = None
 
 
+@strawberry.input(description="A profile trait that must equal `value` (case-insensitive).")
+class TraitFilter:
+    key: str
+    value: str
+
+
+@strawberry.input(description="Did (or did not) do `event` at least `atLeast` times in the "
+                              "window, or in its last `within` (e.g. \"5m\") when given.")
+class BehaviourFilter:
+    event: str
+    at_least: int = 1
+    within: str | None = None
+
+
+@strawberry.input(description="Did `events` in this order, the last within `within` of the "
+                              "first when given.")
+class SequenceFilter:
+    events: list[str]
+    within: str | None = None
+
+
 @strawberry.input(description="Who to count: users (and their sessions) matching every "
-                              "given field. Profile traits win over IP/user-agent inference.")
+                              "given field. Profile traits win over IP/user-agent inference; "
+                              "text compares case-insensitively.")
 class SegmentFilter:
     city: str | None = None
     state: str | None = None
@@ -28,6 +50,13 @@ class SegmentFilter:
     device_type: str | None = None
     os: str | None = None
     app_version: str | None = None
+    gender: str | None = None
+    age_min: float | None = None
+    age_max: float | None = None
+    traits: list[TraitFilter] | None = None
+    did: list[BehaviourFilter] | None = None
+    did_not: list[BehaviourFilter] | None = None
+    did_in_order: list[SequenceFilter] | None = None
 
 
 @strawberry.input(description="A segment, narrowed to one user or device, or to sessions that "

@@ -1,8 +1,9 @@
 """The Cassandra keyspace: versioned, idempotent migrations applied at start.
 
 Tables are keyed for the queries they serve (see shared/DESIGN.md, "Stores"):
-events by (project, user, day) and by (project, session_key, day), clustered by
-(time, insert_id); events by id for de-duplication; sessions by (project, day), by
+events by (project, event_name, day) and by (project, session_key, day), clustered by
+(time, insert_id), with the names each day has; events by id for de-duplication;
+sessions by (project, day), by
 (project, session_key) and by id; identities by device; traits by user; dead letters by
 (project, bucket); and a per-deployment ``meta`` table (log offset, dead-letter sequence,
 schema version). Days are UTC dates (``date``) of the event or session start time.
@@ -70,6 +71,17 @@ MIGRATIONS: list[list[str]] = [
         # partition per project and day), so paging finds them without a scan.
         "CREATE TABLE IF NOT EXISTS {ks}.dead_letter_buckets (project text, bucket bigint, "
         "PRIMARY KEY ((project), bucket))",
+    ],
+    [
+        # Analytics read events by name and day (a funnel reads only its steps' events);
+        # event_names lists the names a project has on each day, so a scan of every event
+        # visits only partitions that exist. (events_by_user, never read, is no longer
+        # written.)
+        "CREATE TABLE IF NOT EXISTS {ks}.events_by_name (project text, day date,"
+        + _EVENT_COLUMNS_CQL
+        + ", PRIMARY KEY ((project, event_name, day), time, insert_id))",
+        "CREATE TABLE IF NOT EXISTS {ks}.event_names (project text, day date, "
+        "event_name text, PRIMARY KEY ((project), day, event_name))",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,8 +33,9 @@ from storage.columns import ROW_FIELDS as _ROW_FIELDS
 from storage.columns import SESSION_COLUMNS as _SESSION_COLUMNS
 from storage.columns import SESSION_TYPES as _SESSION_TYPES
 from storage.columns import events_table as _events_table
+from storage.columns import profiles_table
 from storage.columns import session_tuple as _session_tuple
-from storage.ports import KeyRange, SessionQuery, WriteBatch
+from storage.ports import EVENT_SCAN_COLUMNS, EventQuery, KeyRange, SessionQuery, WriteBatch
 from stream.contract.event import Event
 from stream.operators.sessionize import SessionRow
 
@@ -251,23 +252,23 @@ class CassandraStore:
                       ["log_offset", batch.next_offset])
 
     def _write_events(self, batch: WriteBatch) -> None:
-        rows, by_key, by_user = self._event_writes(batch)
+        rows, by_key, by_name = self._event_writes(batch)
         self._run(self._insert("events_by_id", _EVENT_FIELDS), rows)
-        execute_concurrent(self._session, [(b, ()) for b in [*by_key, *by_user]],
+        execute_concurrent(self._session, [(b, ()) for b in [*by_key, *by_name]],
                            concurrency=CONCURRENCY, raise_on_first_error=True,
                            results_generator=False)
+        self._run("INSERT INTO event_names (project, day, event_name) VALUES (?, ?, ?)",
+                  _name_days(rows))
 
     def _event_writes(self, batch: WriteBatch) -> tuple[list[tuple[Any, ...]],
                                                         list[BatchStatement],
                                                         list[BatchStatement]]:
-        """Rows of events_by_id, and batches of events_by_session_key / events_by_user."""
+        """Rows of events_by_id, and batches of events_by_session_key / events_by_name."""
         table = _events_table(batch.events)
         cols = {name: table.column(name).to_pylist() for name in _EVENT_FIELDS}
         cols["dedupe_key"] = [_signed(k) for k in cols["dedupe_key"]]
         rows = list(zip(*(cols[n] for n in _EVENT_FIELDS), strict=True))
         days = [day_of(t) for t in cols["time"]]
-        users = [u or d or "" for u, d in zip(cols["distinct_user_id"], cols["device_id"],
-                                              strict=True)]
         # Partition key first in the column list, so _grouped can group by it.
         key_cols = ["project", "session_key", "day"]
         rest = [c for c in _EVENT_FIELDS if c not in key_cols]
@@ -276,12 +277,13 @@ class CassandraStore:
             self._insert("events_by_session_key", [*key_cols, *rest]),
             [(r[0], r[idx["session_key"]], d, *(r[idx[c]] for c in rest))
              for r, d in zip(rows, days, strict=True)], 3)
-        user_cols = ["project", "user", "day"]
-        rest = [c for c in _EVENT_FIELDS if c != "project"]
-        by_user = self._grouped(
-            self._insert("events_by_user", [*user_cols, *rest]),
-            [(r[0], u, d, *r[1:]) for r, u, d in zip(rows, users, days, strict=True)], 3)
-        return rows, by_key, by_user
+        name_cols = ["project", "event_name", "day"]
+        rest = [c for c in _EVENT_FIELDS if c not in name_cols]
+        by_name = self._grouped(
+            self._insert("events_by_name", [*name_cols, *rest]),
+            [(r[0], r[idx["event_name"]], d, *(r[idx[c]] for c in rest))
+             for r, d in zip(rows, days, strict=True)], 3)
+        return rows, by_key, by_name
 
     # -- a stream job's writes -------------------------------------------------------------
 
@@ -336,21 +338,25 @@ class CassandraStore:
         cols["dedupe_key"] = [_signed(k) for k in cols["dedupe_key"]]
         rows = list(zip(*(cols[n] for n in _EVENT_FIELDS), strict=True))
         days = [day_of(t) for t in cols["time"]]
-        users = [u or d or "" for u, d in zip(cols["distinct_user_id"], cols["device_id"],
-                                              strict=True)]
         by_id = self._event_stmt(self._insert("events_by_id", _EVENT_FIELDS))
         key_cols = ["project", "session_key", "day"]
         rest = [c for c in _EVENT_FIELDS if c not in key_cols]
         idx = [_EVENT_FIELDS.index(c) for c in rest]
         sk = _EVENT_FIELDS.index("session_key")
         by_key = self._event_stmt(self._insert("events_by_session_key", [*key_cols, *rest]))
-        by_user = self._event_stmt(self._insert("events_by_user", ["project", "user", "day",
-                                                                   *_EVENT_FIELDS[1:]]))
+        name_cols = ["project", "event_name", "day"]
+        name_rest = [_EVENT_FIELDS.index(c) for c in _EVENT_FIELDS if c not in name_cols]
+        en = _EVENT_FIELDS.index("event_name")
+        by_name = self._event_stmt(self._insert("events_by_name", [
+            *name_cols, *(_EVENT_FIELDS[i] for i in name_rest)]))
+        names = self._stmt("INSERT INTO event_names (project, day, event_name) "
+                           "VALUES (?, ?, ?)")
         out: list[tuple[Any, Sequence[Any]]] = [(by_id, r) for r in rows]
         out += [(by_key, (r[0], r[sk], d, *(r[i] for i in idx)))
                 for r, d in zip(rows, days, strict=True)]
-        out += [(by_user, (r[0], u, d, *r[1:])) for r, u, d in zip(rows, users, days,
-                                                                      strict=True)]
+        out += [(by_name, (r[0], r[en], d, *(r[i] for i in name_rest)))
+                for r, d in zip(rows, days, strict=True)]
+        out += [(names, key) for key in _name_days(rows)]
         return out
 
     def _event_stmt(self, cql: str) -> PreparedStatement:
@@ -423,25 +429,25 @@ class CassandraStore:
         return work
 
     def _move_events(self, moves: list[tuple[str, str, str]]) -> None:
-        found = self._run("SELECT project, insert_id, distinct_user_id, device_id, "
-                          "session_key, time FROM events_by_id "
-                          "WHERE project = ? AND insert_id = ?", [(p, i) for p, i, _ in moves])
+        found = self._run("SELECT project, insert_id, event_name, session_key, time "
+                          "FROM events_by_id WHERE project = ? AND insert_id = ?",
+                          [(p, i) for p, i, _ in moves])
         by_id: list[tuple[Any, ...]] = []
         by_key: list[tuple[Any, ...]] = []
-        by_user: list[tuple[Any, ...]] = []
+        by_name: list[tuple[Any, ...]] = []
         for (project, iid, sid), rows in zip(moves, found, strict=True):
             if not rows:
                 continue  # DuckDB's UPDATE touches no row either
-            _p, _i, user, device, key, t = rows[0]
+            _p, _i, name, key, t = rows[0]
             by_id.append((sid, project, iid))
             by_key.append((sid, project, key, day_of(t), t, iid))
-            by_user.append((sid, project, user or device or "", day_of(t), t, iid))
+            by_name.append((sid, project, name, day_of(t), t, iid))
         self._run("UPDATE events_by_id SET session_id = ? WHERE project = ? AND insert_id = ?",
                   by_id)
         self._run("UPDATE events_by_session_key SET session_id = ? WHERE project = ? "
                   "AND session_key = ? AND day = ? AND time = ? AND insert_id = ?", by_key)
-        self._run("UPDATE events_by_user SET session_id = ? WHERE project = ? "
-                  "AND user = ? AND day = ? AND time = ? AND insert_id = ?", by_user)
+        self._run("UPDATE events_by_name SET session_id = ? WHERE project = ? "
+                  "AND event_name = ? AND day = ? AND time = ? AND insert_id = ?", by_name)
 
     def _write_sessions(self, batch: WriteBatch) -> None:
         new = {(r.project, r.session_id): (r, x) for r, x in batch.sessions}
@@ -578,6 +584,45 @@ class CassandraStore:
         resolved.sort(key=lambda r: (r[_EVENT_FIELDS.index("time")], r[1]))
         return _arrow(resolved, [*_EVENT_FIELDS, "resolved_user"], _EVENT_TYPES)
 
+    def scan_events(self, project: str, query: EventQuery) -> pa.Table:
+        unknown = set(query.columns) - set(EVENT_SCAN_COLUMNS)
+        if unknown:
+            raise ValueError(f"columns: not scannable: {sorted(unknown)}")
+        raw = list(dict.fromkeys(["time", "insert_id", *(
+            c for c in query.columns if c != "user_id")]))
+        if "user_id" in query.columns:
+            raw += [c for c in ("distinct_user_id", "device_id") if c not in raw]
+        parts: list[tuple[Any, ...]] = []
+        if query.end > query.start and query.names != ():
+            listed = self._one("SELECT day, event_name FROM event_names WHERE project = ? "
+                               "AND day >= ? AND day <= ?",
+                               [project, day_of(max(query.start, 0)),
+                                day_of(query.end - 1)])
+            wanted = set(query.names) if query.names is not None else None
+            parts = [(project, name, day, query.start, query.end) for day, name in listed
+                     if wanted is None or name in wanted]
+        found = self._run(f"SELECT {', '.join(raw)} FROM events_by_name WHERE project = ? "
+                          "AND event_name = ? AND day = ? AND time >= ? AND time < ?", parts)
+        rows = sorted((r for part in found for r in part), key=lambda r: (r[0], r[1]))
+        at = {c: i for i, c in enumerate(raw)}
+        columns: dict[str, list[Any]] = {c: [r[i] for r in rows] for c, i in at.items()}
+        if "user_id" in query.columns:
+            devices = columns["device_id"]
+            ties = self._identities(project, {d for d in devices if d is not None})
+            columns["user_id"] = [u if u is not None else ties.get(d, d) for u, d in zip(
+                columns["distinct_user_id"], devices, strict=True)]
+        types = {"time": pa.int64()}
+        return pa.Table.from_arrays(
+            [pa.array(columns[c], types.get(c, pa.string())) for c in query.columns],
+            names=list(query.columns))
+
+    def scan_profiles(self, project: str, users: list[str]) -> pa.Table:
+        keys = sorted(set(users))
+        found = self._run("SELECT key, value_text, value_num FROM profile_traits "
+                          "WHERE project = ? AND user_id = ?", [(project, u) for u in keys])
+        return profiles_table([(u, *r) for u, rows in zip(keys, found, strict=True)
+                               for r in rows])
+
     def dead_letters(self, project: str, status: str | None, limit: int,
                      after_id: int) -> pa.Table:
         seq = self._one("SELECT value FROM meta WHERE key = ?", ["dead_seq"])
@@ -662,6 +707,12 @@ class StreamWrite:
     batch: WriteBatch
     stale_sessions: list[tuple[str, str, str, int]] = field(default_factory=list)
     dead_ids: list[int] = field(default_factory=list)
+
+
+def _name_days(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The distinct ``(project, day, event_name)`` of event rows, for ``event_names``."""
+    name, t = _EVENT_FIELDS.index("event_name"), _EVENT_FIELDS.index("time")
+    return list(dict.fromkeys((r[0], day_of(r[t]), r[name]) for r in rows))
 
 
 def _trait_rows(traits: list[tuple[str, str, str, Any, int]]) -> list[tuple[Any, ...]]:

@@ -7,8 +7,10 @@ job's sink runs, in a virtualenv without duckdb) imports no DuckDB.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from storage.ports import Enrichment, StoredEvents
@@ -199,3 +201,50 @@ def session_tuple(r: SessionRow, x: Enrichment) -> tuple[Any, ...]:
         x.os,
         x.browser,
     )
+
+
+# Profile columns from trait keys: (column, trait keys in order of preference, numeric).
+PROFILE_TRAITS = [
+    ("city", ("city",), False), ("state", ("state",), False),
+    ("country", ("country",), False), ("postal_code", ("postal_code",), False),
+    ("lat", ("lat", "latitude"), True), ("long", ("long", "longitude", "lng"), True),
+    ("device_type", ("device_type",), False), ("os", ("os",), False),
+    ("app_version", ("app_version",), False), ("age", ("age",), True),
+    ("gender", ("gender",), False), ("email", ("email",), False),
+    ("phone", ("phone",), False),
+]
+
+
+def profiles_table(rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """``(user_id, key, value_text, value_num)`` trait rows as one profile row per user
+    (``storage.ports.PROFILE_COLUMNS``), ordered by user id. Both stores build profiles
+    here, so they agree on every column; ``traits`` holds every trait as JSON (numbers as
+    numbers)."""
+    by_user: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for user, key, text, num in rows:
+        by_user.setdefault(user, {})[key] = (text, num)
+    columns: dict[str, list[Any]] = {c: [] for c, _k, _n in PROFILE_TRAITS}
+    users = sorted(by_user)
+    traits_json = []
+    for user in users:
+        traits = by_user[user]
+        for column, keys, numeric in PROFILE_TRAITS:
+            value = None
+            for key in keys:
+                if key in traits and traits[key][1 if numeric else 0] is not None:
+                    value = traits[key][1 if numeric else 0]
+                    break
+            columns[column].append(value)
+        traits_json.append(orjson.dumps(
+            {k: (_number(num) if num is not None else text)
+             for k, (text, num) in sorted(traits.items())}).decode())
+    arrays = [pa.array(users, pa.string())]
+    arrays += [pa.array(columns[c], pa.float64() if n else pa.string())
+               for c, _k, n in PROFILE_TRAITS]
+    arrays.append(pa.array(traits_json, pa.string()))
+    return pa.Table.from_arrays(arrays, names=["user_id", *[c for c, _k, _n in PROFILE_TRAITS],
+                                               "traits"])
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value

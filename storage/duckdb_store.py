@@ -24,8 +24,9 @@ from storage.columns import ROW_FIELDS as _ROW_FIELDS
 from storage.columns import SESSION_COLUMNS as _SESSION_COLUMNS
 from storage.columns import SESSION_TYPES as _SESSION_TYPES
 from storage.columns import events_table as _events_table
+from storage.columns import profiles_table
 from storage.columns import session_tuple as _session_tuple
-from storage.ports import KeyRange, SessionQuery, WriteBatch
+from storage.ports import EVENT_SCAN_COLUMNS, EventQuery, KeyRange, SessionQuery, WriteBatch
 from stream.contract.event import Event
 from stream.operators.dedupe import dedupe_key
 from stream.operators.sessionize import SessionRow
@@ -95,6 +96,10 @@ LEFT JOIN identities i ON i.project = s.project AND i.device_id = s.device_id
 LEFT JOIN profiles p ON p.project = s.project
     AND p.user_id = COALESCE(s.user_id, i.user_id, s.device_id)
 """
+
+
+# Scan columns that are not plain event columns.
+_SCAN_SQL = {"user_id": "COALESCE(e.distinct_user_id, i.user_id, e.device_id)"}
 
 
 def _table(rows: Sequence[Sequence[Any]], columns: list[str], types: dict[str, Any]) -> pa.Table:
@@ -343,6 +348,32 @@ class DuckDBStore:
             )
             .to_arrow_table()
         )
+
+    def scan_events(self, project: str, query: EventQuery) -> pa.Table:
+        unknown = set(query.columns) - set(EVENT_SCAN_COLUMNS)
+        if unknown:
+            raise ValueError(f"columns: not scannable: {sorted(unknown)}")
+        select = [_SCAN_SQL.get(c, f"e.{c}") + f" AS {c}" for c in query.columns]
+        sql = (f"SELECT {', '.join(select)} FROM events e LEFT JOIN identities i "
+               "ON i.project = e.project AND i.device_id = e.device_id "
+               "WHERE e.project = ? AND e.time >= ? AND e.time < ?")
+        params: list[Any] = [project, query.start, query.end]
+        if query.names is not None:
+            if not query.names:
+                return self.cursor().sql(sql + " AND false", params=params).to_arrow_table()
+            sql += " AND list_contains(?, e.event_name)"
+            params.append(list(query.names))
+        sql += " ORDER BY e.time, e.insert_id"
+        return self.cursor().sql(sql, params=params).to_arrow_table()
+
+    def scan_profiles(self, project: str, users: list[str]) -> pa.Table:
+        rows: list[tuple[Any, ...]] = []
+        if users:
+            rows = self.cursor().execute(
+                "SELECT user_id, key, value_text, value_num FROM profile_traits "
+                "WHERE project = ? AND list_contains(?, user_id)",
+                [project, list(users)]).fetchall()
+        return profiles_table(rows)
 
     def dead_letters(self, project: str, status: str | None, limit: int, after_id: int) -> pa.Table:
         sql = (

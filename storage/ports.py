@@ -67,6 +67,30 @@ class SessionQuery:
     converted: bool | None = None
 
 
+# The columns ``EventStore.scan_events`` can hand back (see resolvers/frames.py for each).
+EVENT_SCAN_COLUMNS = (
+    "insert_id", "event_name", "category", "time", "session_id", "user_id", "device_id",
+    "url", "properties", "city", "state", "country", "device_type", "os", "app_version",
+)
+# The columns of ``ProfileStore.scan_profiles``: a user's profile as identify set it.
+PROFILE_COLUMNS = (
+    "user_id", "city", "state", "country", "postal_code", "lat", "long", "device_type",
+    "os", "app_version", "age", "gender", "email", "phone", "traits",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Which events to hand back: those with ``start <= time < end``, of the event names in
+    ``names`` (every name when ``None``), with ``columns`` (a subset of EVENT_SCAN_COLUMNS),
+    ordered by ``(time, insert_id)``."""
+
+    start: int
+    end: int
+    names: tuple[str, ...] | None = None
+    columns: tuple[str, ...] = EVENT_SCAN_COLUMNS
+
+
 class ProcessingStore(Protocol):
     """What a stream runner needs: its checkpoint, state reloads, and atomic commits."""
 
@@ -91,6 +115,19 @@ class SessionStore(Protocol):
         ...
 
     def session_events(self, project: str, session_id: str) -> pa.Table: ...
+
+
+class EventStore(Protocol):
+    def scan_events(self, project: str, query: EventQuery) -> pa.Table:
+        """Stored events with the resolved ``user_id`` (own user, else the device's tie,
+        else the device), ordered by ``(time, insert_id)``."""
+        ...
+
+
+class ProfileStore(Protocol):
+    def scan_profiles(self, project: str, users: list[str]) -> pa.Table:
+        """The profiles (PROFILE_COLUMNS) of those of ``users`` with any trait."""
+        ...
 
 
 class DeadLetterStore(Protocol):
