@@ -4,6 +4,7 @@ for them."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import pyarrow as pa
@@ -57,7 +58,7 @@ class Reader:
         self._ctx = ctx
         self.project = project
 
-    async def events(self, start: int, end: int, names: set[str] | tuple[str, ...] | None = None,
+    async def events(self, start: int, end: int, names: Collection[str] | None = None,
                      columns: tuple[str, ...] = EVENT_SCAN_COLUMNS) -> pa.Table:
         query = EventQuery(start, end, None if names is None else tuple(sorted(names)),
                            tuple(columns))
