@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from resolvers.frames import codes
+from resolvers.frames import sorted_codes
 
 METRICS = ("SESSIONS", "USERS", "CONVERSION_RATE", "AVG_SESSION_SECONDS", "CRASH_RATE")
 # Dimension → the session column holding it; GENDER and AGE_BAND come from profiles.
@@ -58,7 +58,7 @@ def compute_breakdown(sessions: pa.Table, metric: str, keys: list[Any]) -> list[
     (``null`` last). Rates are shares 0..1; AVG_SESSION_SECONDS is last − first event."""
     if sessions.num_rows == 0:
         return []
-    values_of, raw = codes(pa.array([None if k is None else str(k) for k in keys],
+    values_of, raw = sorted_codes(pa.array([None if k is None else str(k) for k in keys],
                                     pa.string()))
     # null (unknown) is one more group, after the values
     inverse = np.where(raw < 0, len(values_of), raw)

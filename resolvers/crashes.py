@@ -14,9 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from resolvers.engagement import codes, distinct
 from resolvers.errors import bad_input
-from resolvers.frames import property_values
+from resolvers.frames import codes, distinct, property_values
 from resolvers.window import Window
 
 DEFAULT_CRASH_EVENTS = ("App Crash",)

@@ -14,10 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from resolvers.errors import bad_input
-from resolvers.frames import DAY_MS
+from resolvers.frames import DAY_MS, Int64s, codes
 from resolvers.window import Window
-
-Int64s = np.ndarray[Any, np.dtype[np.int64]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,21 +47,6 @@ def events_window(window: Window) -> Window:
 def validate_first(first: int | None, field: str = "interactionsPerSession.first") -> None:
     if first is not None and first < 0:
         raise bad_input(field, "must be >= 0")
-
-
-def codes(column: pa.ChunkedArray | pa.Array) -> tuple[Int64s, pa.Array]:
-    """Dense integer codes (nulls get a code of their own) and the values they stand for."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    encoded = pc.dictionary_encode(array.cast(pa.string()), null_encoding="encode")
-    return encoded.indices.to_numpy().astype(np.int64), encoded.dictionary
-
-
-def distinct(values: Int64s) -> Int64s:
-    """The sorted distinct values (``np.unique`` is many times slower on 1M int64 here)."""
-    ordered = np.sort(values)
-    if len(ordered) == 0:
-        return ordered
-    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
 
 def _times(table: pa.Table, name: str) -> Int64s:

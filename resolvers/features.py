@@ -13,9 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from resolvers.engagement import codes, distinct
 from resolvers.errors import bad_input
-from resolvers.frames import DAY_MS
+from resolvers.frames import DAY_MS, codes, distinct
 from resolvers.window import Window
 
 FEATURE_KEYS = {"EVENT": "event_name", "URL": "url", "CATEGORY": "category"}

@@ -37,6 +37,7 @@ from storage.ports import EVENT_SCAN_COLUMNS as EVENT_SCAN_COLUMNS
 EVENT_ATTRIBUTES = ("event_name", "category", "url", "city", "state", "country",
                     "device_type", "os", "app_version", "device_id", "session_id")
 PERIODS = ("day", "week", "month")
+Int64s = np.ndarray[Any, np.dtype[np.int64]]
 DAY_MS = 86_400_000
 
 
@@ -110,7 +111,7 @@ def _offsets_ms(times: np.ndarray[Any, Any], tz: ZoneInfo) -> np.ndarray[Any, An
     return offsets[inverse]
 
 
-def codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray[Any, Any]]:
+def sorted_codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray[Any, Any]]:
     """``(values, codes)``: the distinct non-null values sorted, and each row's index into
     them (-1 for null) — np.unique's ``return_inverse`` without copying strings to numpy."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
@@ -122,3 +123,18 @@ def codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray[Any,
     raw = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     out = np.where(raw >= 0, rank[np.maximum(raw, 0)] if len(rank) else -1, -1)
     return dictionary.take(pa.array(order)), out
+
+
+def codes(column: pa.ChunkedArray | pa.Array) -> tuple[Int64s, pa.Array]:
+    """Dense integer codes (nulls get a code of their own) and the values they stand for."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = pc.dictionary_encode(array.cast(pa.string()), null_encoding="encode")
+    return encoded.indices.to_numpy().astype(np.int64), encoded.dictionary
+
+
+def distinct(values: Int64s) -> Int64s:
+    """The sorted distinct values (``np.unique`` is many times slower on 1M int64 here)."""
+    ordered = np.sort(values)
+    if len(ordered) == 0:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]

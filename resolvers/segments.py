@@ -17,7 +17,7 @@ import orjson
 import pyarrow as pa
 
 from resolvers.errors import bad_input
-from resolvers.frames import codes
+from resolvers.frames import sorted_codes
 
 # Profile-first attributes of a user, with the event column each falls back to.
 ATTRIBUTES = ("city", "state", "country", "device_type", "os", "app_version")
@@ -100,7 +100,7 @@ class Users:
 def user_attributes(events: pa.Table, profiles: pa.Table) -> pa.Table:
     """One row per user of ``events`` (ordered by user id): NODE_COLUMNS, profile first,
     else the user's latest event value in ``events`` (rows in (time, insert_id) order)."""
-    uniq, inverse = codes(events.column("user_id"))
+    uniq, inverse = sorted_codes(events.column("user_id"))
     columns: dict[str, list[Any]] = {"user_id": uniq.to_pylist()}
     for column in ATTRIBUTES:
         latest: list[Any] = [None] * len(uniq)
