@@ -53,15 +53,19 @@ def make_events(n: int, seed: int) -> list[dict[str, Any]]:
     return events[:n]
 
 
+def create_project(data: Path) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "project", "create", "bench",
+                          "--data", str(data)], cwd=ROOT, check=True, capture_output=True,
+                         text=True)
+    return dict(json.loads(out.stdout))
+
+
 class Server:
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, keys: dict[str, Any] | None = None) -> None:
         self.data = data
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        out = subprocess.run([sys.executable, "-m", "gateway.cli", "project", "create", "bench",
-                              "--data", str(data)], cwd=ROOT, check=True, capture_output=True,
-                             text=True)
-        self.keys = json.loads(out.stdout)
+        self.keys = keys if keys is not None else create_project(data)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--data", str(data), "--port",
              str(self.port), "--log-level", os.environ.get("BENCH_LOG", "warning")], cwd=ROOT)
@@ -83,6 +87,12 @@ class Server:
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
 

@@ -42,8 +42,8 @@ class Settings:
     graphql_max_depth: int = 12
     graphql_max_tokens: int = 5_000
     graphql_max_aliases: int = 30
-    page_size_limit: int = 1_000
-    duckdb_memory: str = "128MB"  # DuckDB's buffer pool; larger queries spill to disk
+    page_size_limit: int = 10_000  # rows per page of a list (a segment export page)
+    duckdb_memory: str = "512MB"  # DuckDB's buffer pool; larger queries spill to disk
     # The distributed profile's services (defaults: the dev stack's, `cep devstack up`).
     kafka_bootstrap: str = "127.0.0.1:9092"
     cassandra_hosts: tuple[str, ...] = ("127.0.0.1",)
@@ -63,8 +63,9 @@ class Settings:
             port=_env_int("CEP_PORT", 8000),
             max_body_bytes=_env_int("CEP_MAX_BODY_BYTES", 10 << 20),
             max_batch=_env_int("CEP_MAX_BATCH", 10_000),
+            page_size_limit=_env_int("CEP_PAGE_SIZE_LIMIT", 10_000),
             geo_dir=Path(os.environ["CEP_GEO_DIR"]) if os.environ.get("CEP_GEO_DIR") else None,
-            duckdb_memory=os.environ.get("CEP_DUCKDB_MEMORY", "128MB"),
+            duckdb_memory=os.environ.get("CEP_DUCKDB_MEMORY", "512MB"),
             geo_files=tuple(Path(p) for p in os.environ.get("CEP_GEO_DB", "").split(",") if p),
             profile=_env_choice("CEP_PROFILE", "embedded", PROFILES),
             kafka_bootstrap=os.environ.get("CEP_KAFKA_BOOTSTRAP") or "127.0.0.1:9092",

@@ -59,9 +59,10 @@ class Reader:
         self.project = project
 
     async def events(self, start: int, end: int, names: Collection[str] | None = None,
-                     columns: tuple[str, ...] = EVENT_SCAN_COLUMNS) -> pa.Table:
+                     columns: tuple[str, ...] = EVENT_SCAN_COLUMNS, ordered: bool = True
+                     ) -> pa.Table:
         query = EventQuery(start, end, None if names is None else tuple(sorted(names)),
-                           tuple(columns))
+                           tuple(columns), ordered)
         table: pa.Table = await self._ctx.call(self._ctx.events.scan_events, self.project, query)
         return table
 

@@ -6,9 +6,10 @@ from enum import Enum
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import strawberry
 
-from resolvers.crashes import compute_crashes, validate_crashes
+from resolvers.crashes import DEFAULT_CRASH_EVENTS, compute_crashes, validate_crashes
 from resolvers.engagement import compute_engagement, events_window, validate_first
 from resolvers.features import (
     FEATURE_KEYS,
@@ -111,6 +112,20 @@ async def _scoped(ctx: Any, project: str, w: Window, segment: Segment
     return reader, users, only_users(sessions, users, "resolved_user")
 
 
+async def _crash_events(reader: Reader, w: Window) -> pa.Table:
+    """The window's events without properties, and its crash events with them: only crash
+    causes read properties, and a million JSON strings cost more than the rest."""
+    lean = [c for c in CRASH_COLUMNS if c != "properties"]
+    others = await reader.events(w.start, w.end, columns=tuple(lean), ordered=False)
+    crashes = await reader.events(w.start, w.end, DEFAULT_CRASH_EVENTS, CRASH_COLUMNS,
+                                  ordered=False)
+    names = pa.array(DEFAULT_CRASH_EVENTS, pa.string())
+    others = others.filter(pc.invert(pc.is_in(others.column("event_name"), value_set=names)))
+    others = others.append_column("properties", pa.nulls(others.num_rows, pa.string()))
+    return pa.concat_tables([others.select(list(CRASH_COLUMNS)),
+                             crashes.select(list(CRASH_COLUMNS))])
+
+
 @strawberry.type
 class EngagementQueries:
     @strawberry.field(description="Active users, DAU / WAU / MAU, stickiness, session "
@@ -122,11 +137,11 @@ class EngagementQueries:
         w = window_of(ctx, window)
         reader, users, sessions = await _scoped(ctx, project, w, to_segment(segment))
         span = events_window(w)
-        events = only_users(await reader.events(span.start, span.end,
-                                                columns=("user_id", "time")), users)
+        events = only_users(await reader.events(span.start, span.end, columns=(
+            "user_id", "time"), ordered=False), users)
         # a session starting in the window may go on after it
-        in_sessions = await reader.events(w.start, ctx.now_ms() + 1,
-                                          columns=("session_id", "event_name", "time"))
+        in_sessions = await reader.events(w.start, ctx.now_ms() + 1, columns=(
+            "session_id", "event_name", "time"), ordered=False)
         r = compute_engagement(events, sessions, w, in_sessions)
         return Engagement(
             active_users=r.active_users, dau=r.dau, wau=r.wau, mau=r.mau,
@@ -150,7 +165,7 @@ class EngagementQueries:
         users = await reader.segment_users(to_segment(segment), w)
         events = only_users(await reader.events(
             w.start, ctx.now_ms() + 1,
-            columns=("time", "user_id", FEATURE_KEYS[by.value])), users)
+            columns=("time", "user_id", FEATURE_KEYS[by.value]), ordered=False), users)
         rows = compute_feature_usage(events, w, by.value, first, retention_days)
         return [Feature(key=f.key, events=f.events, users=f.users,
                         retention_lift=f.retention_lift) for f in rows]
@@ -166,7 +181,7 @@ class EngagementQueries:
         validate_crashes(dimension, first)
         w = window_of(ctx, window)
         reader, users, sessions = await _scoped(ctx, project, w, to_segment(segment))
-        events = only_users(await reader.events(w.start, w.end, columns=CRASH_COLUMNS), users)
+        events = only_users(await _crash_events(reader, w), users)
         r = compute_crashes(events, sessions, w, dimension, first)
         return Crashes(
             crashes=r.crashes, sessions=r.sessions,

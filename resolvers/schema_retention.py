@@ -94,8 +94,11 @@ class RepeatPurchasers:
     share: float
 
 
-async def _events(reader: Reader, fetch: EventFetch) -> Any:
-    return await reader.events(fetch.start, fetch.end, fetch.event_names, fetch.columns)
+async def _events(reader: Reader, fetch: EventFetch, ordered: bool = False) -> Any:
+    """Retention, churn, lifecycle and repeat purchasers only count, so need no order;
+    conversion breaks ties in time by row order."""
+    return await reader.events(fetch.start, fetch.end, fetch.event_names, fetch.columns,
+                               ordered)
 
 
 @strawberry.type
@@ -164,7 +167,7 @@ class RetentionQueries:
         query = ConversionQuery(from_event, to_event, w,
                                 None if within is None else parse_duration(within, "within"))
         reader = Reader(ctx, project)
-        events = await _events(reader, conversion_fetch(query, ctx.now_ms()))
+        events = await _events(reader, conversion_fetch(query, ctx.now_ms()), ordered=True)
         users = await reader.segment_users(to_segment(segment), w)
         r = compute_conversion(events, query, users)
         return Conversion(users=r.users, converted=r.converted, rate=r.rate,

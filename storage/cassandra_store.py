@@ -603,7 +603,9 @@ class CassandraStore:
                      if wanted is None or name in wanted]
         found = self._run(f"SELECT {', '.join(raw)} FROM events_by_name WHERE project = ? "
                           "AND event_name = ? AND day = ? AND time >= ? AND time < ?", parts)
-        rows = sorted((r for part in found for r in part), key=lambda r: (r[0], r[1]))
+        rows = [r for part in found for r in part]
+        if query.ordered:
+            rows.sort(key=lambda r: (r[0], r[1]))
         at = {c: i for i, c in enumerate(raw)}
         columns: dict[str, list[Any]] = {c: [r[i] for r in rows] for c, i in at.items()}
         if "user_id" in query.columns:

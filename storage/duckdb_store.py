@@ -363,7 +363,8 @@ class DuckDBStore:
                 return self.cursor().sql(sql + " AND false", params=params).to_arrow_table()
             sql += " AND list_contains(?, e.event_name)"
             params.append(list(query.names))
-        sql += " ORDER BY e.time, e.insert_id"
+        if query.ordered:
+            sql += " ORDER BY e.time, e.insert_id"
         return self.cursor().sql(sql, params=params).to_arrow_table()
 
     def scan_profiles(self, project: str, users: list[str]) -> pa.Table:
