@@ -54,6 +54,10 @@ QUERIES: dict[str, str] = {
     "segment (10,000-row page)": """{ segment(filter: {did: [{event: "App Launch"}]},
         window: WINDOW, first: 10000) { totalCount edges { node { userId city country
         deviceType os email phone } } } }""",
+    "segment (10,000 rows, lean)": """{ segment(filter: {did: [{event: "App Launch"}]},
+        window: WINDOW, first: 10000) { totalCount rows } }""",
+    "segment (count only)": """{ segment(filter: {did: [{event: "App Launch"}]},
+        window: WINDOW, first: 0) { totalCount } }""",
 }
 
 

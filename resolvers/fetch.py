@@ -73,7 +73,8 @@ class Reader:
 
     async def segment(self, segment: Segment, window: Window) -> pa.Table:
         """The users matching ``segment`` among those active in ``window``."""
-        events = await self.events(window.start, window.end, columns=SEGMENT_COLUMNS)
+        events = await self.events(window.start, window.end, columns=SEGMENT_COLUMNS,
+                                   ordered=False)
         users = pc.unique(events.column("user_id")).to_pylist()
         profiles = await self.profiles(users)
         return compute_segment(events, profiles, segment, window.end)

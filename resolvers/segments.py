@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from resolvers.errors import bad_input
 from resolvers.frames import sorted_codes
@@ -98,73 +99,82 @@ class Users:
 
 
 def user_attributes(events: pa.Table, profiles: pa.Table) -> pa.Table:
-    """One row per user of ``events`` (ordered by user id): NODE_COLUMNS, profile first,
-    else the user's latest event value in ``events`` (rows in (time, insert_id) order)."""
-    uniq, inverse = sorted_codes(events.column("user_id"))
-    columns: dict[str, list[Any]] = {"user_id": uniq.to_pylist()}
+    """One row per user of ``events`` (ordered by user id): NODE_COLUMNS + traits, profile
+    first, else the value on the user's latest event that has one (latest by time; among
+    events at the same millisecond, the greatest value — so row order never matters)."""
+    uniq, user = sorted_codes(events.column("user_id"))
+    n = len(uniq)
+    times = events.column("time").to_numpy()
+    own: dict[str, pa.Array] = {}
     for column in ATTRIBUTES:
-        latest: list[Any] = [None] * len(uniq)
-        if column in events.column_names:
-            values = events.column(column)
-            rows = np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False))
+        values = events.column(column) if column in events.column_names else None
+        picked = np.full(n, -1, dtype=np.int64)
+        if values is not None:
+            labels, code = sorted_codes(values)  # codes rank the values in sorted order
+            rows = np.flatnonzero(code >= 0)
             if len(rows):
-                # each user's last row with a value: the first one seen walking backwards
-                backwards = rows[::-1]
-                owners, first = np.unique(inverse[backwards], return_index=True)
-                taken = values.take(pa.array(backwards[first])).to_pylist()
-                for owner, value in zip(owners.tolist(), taken, strict=True):
-                    latest[owner] = value
-        columns[column] = latest
-    by_user = {r["user_id"]: r for r in profiles.to_pylist()}
-    out: dict[str, list[Any]] = {c: [] for c in NODE_COLUMNS}
-    for i, user in enumerate(columns["user_id"]):
-        profile = by_user.get(user, {})
-        out["user_id"].append(user)
-        for column in NODE_COLUMNS[1:]:
-            own = columns[column][i] if column in ATTRIBUTES else None
-            value = profile.get(column)
-            out[column].append(value if value is not None else own)
-    out_traits = [by_user.get(u, {}).get("traits") for u in columns["user_id"]]
+                latest = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+                np.maximum.at(latest, user[rows], times[rows])
+                last = rows[times[rows] == latest[user[rows]]]
+                np.maximum.at(picked, user[last], code[last])
+            own[column] = labels.take(pa.array(picked, mask=picked < 0))
+        else:
+            own[column] = pa.nulls(n, pa.string())
+    ids = uniq.cast(pa.string())
+    # each user's profile row, if any (profiles are few: identify calls)
+    at = pc.index_in(ids, value_set=profiles.column("user_id").combine_chunks()
+                     if profiles.num_rows else pa.array([], pa.string()))
     types = {"lat": pa.float64(), "long": pa.float64(), "age": pa.float64()}
-    arrays = [pa.array(out[c], types.get(c, pa.string())) for c in NODE_COLUMNS]
-    return pa.Table.from_arrays([*arrays, pa.array(out_traits, pa.string())],
-                                names=[*NODE_COLUMNS, "traits"])
+    arrays: list[pa.Array] = [ids]
+    for column in (*NODE_COLUMNS[1:], "traits"):
+        kind = types.get(column, pa.string())
+        from_profile = (profiles.column(column).combine_chunks().take(at)
+                        if profiles.num_rows else pa.nulls(n, kind))
+        fallback = own.get(column)
+        arrays.append(pc.coalesce(from_profile, fallback) if fallback is not None
+                      else from_profile.cast(kind))
+    return pa.Table.from_arrays(arrays, names=[*NODE_COLUMNS, "traits"])
 
 
-def _same(a: Any, b: str) -> bool:
-    return a is not None and str(a).casefold() == b.casefold()
+def _same(values: pa.Array | pa.ChunkedArray, wanted: str) -> np.ndarray[Any, Any]:
+    """Case-insensitive equality, null never equal."""
+    folded = pc.utf8_lower(values.cast(pa.string()))
+    mask = pc.fill_null(pc.equal(folded, wanted.casefold()), False)
+    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _counts(events: pa.Table, rule: Behaviour, window_end: int) -> dict[str, int]:
-    names = events.column("event_name").to_numpy(zero_copy_only=False)
-    mask = names == rule.event
+def _counts(events: pa.Table, user: np.ndarray[Any, Any], n: int, rule: Behaviour,
+            window_end: int) -> np.ndarray[Any, Any]:
+    """Per user code, how many ``rule.event`` events (in the rule's last ``within_ms``)."""
+    mask = np.asarray(pc.fill_null(pc.equal(events.column("event_name"), rule.event),
+                                   False).to_numpy(zero_copy_only=False), dtype=bool)
     if rule.within_ms is not None:
-        times = events.column("time").to_numpy()
-        mask &= times >= window_end - rule.within_ms
-    users = events.column("user_id").to_numpy(zero_copy_only=False)[mask]
-    uniq, counts = np.unique(users.astype(str), return_counts=True)
-    return dict(zip(uniq.tolist(), counts.tolist(), strict=True))
+        mask &= events.column("time").to_numpy() >= window_end - rule.within_ms
+    return np.bincount(user[mask], minlength=n)
 
 
 def _in_order(events: pa.Table, seq: Sequence) -> set[str]:
-    """Users who did ``seq.events`` in order (rows in time order), the last within
+    """Users who did ``seq.events`` in order ((time, insert_id) order), the last within
     ``within_ms`` of the first: for each occurrence of the first event, the earliest
     completion is found greedily, which is optimal for a plain ordered sequence."""
-    wanted = set(seq.events)
-    rows = [(u, n, t) for u, n, t in zip(events.column("user_id").to_pylist(),
-                                         events.column("event_name").to_pylist(),
-                                         events.column("time").to_pylist(), strict=True)
-            if n in wanted]
-    by_user: dict[str, list[tuple[str, int]]] = {}
-    for u, n, t in rows:
-        by_user.setdefault(u, []).append((n, t))
+    if events.num_rows == 0:
+        return set()
+    wanted = pc.is_in(events.column("event_name"), value_set=pa.array(list(set(seq.events))))
+    rows = events.filter(wanted)
+    by_user: dict[str, list[tuple[int, str, str]]] = {}
+    for u, n, t, i in zip(rows.column("user_id").to_pylist(),
+                          rows.column("event_name").to_pylist(),
+                          rows.column("time").to_pylist(),
+                          rows.column("insert_id").to_pylist(), strict=True):
+        by_user.setdefault(u, []).append((t, i, n))
     done: set[str] = set()
     for user, items in by_user.items():
-        for start, (name, t0) in enumerate(items):
+        items.sort()
+        for start, (t0, _i, name) in enumerate(items):
             if name != seq.events[0]:
                 continue
             step = 1
-            for n, t in items[start + 1:]:
+            for t, _j, n in items[start + 1:]:
                 if seq.within_ms is not None and t - t0 > seq.within_ms:
                     break
                 if n == seq.events[step]:
@@ -179,34 +189,38 @@ def _in_order(events: pa.Table, seq: Sequence) -> set[str]:
 
 def compute_segment(events: pa.Table, profiles: pa.Table, segment: Segment,
                     window_end: int) -> pa.Table:
-    """The users of ``events`` (the window's events, every name, in (time, insert_id)
-    order) matching ``segment``: NODE_COLUMNS + traits, ordered by user id."""
+    """The users of ``events`` (the window's events, every name, any row order) matching
+    ``segment``: NODE_COLUMNS + traits, ordered by user id."""
     users = user_attributes(events, profiles)
-    keep = np.ones(users.num_rows, bool)
-    cols = {c: users.column(c).to_pylist() for c in (*NODE_COLUMNS, "traits")}
+    n = users.num_rows
+    keep = np.ones(n, bool)
     for column in (*ATTRIBUTES, "gender"):
         wanted = getattr(segment, column)
         if wanted is not None:
-            keep &= np.array([_same(v, wanted) for v in cols[column]], bool)
-    ages = cols["age"]
+            keep &= _same(users.column(column), wanted)
+    ages = users.column("age")
     if segment.age_min is not None:
-        keep &= np.array([a is not None and a >= segment.age_min for a in ages], bool)
+        keep &= np.asarray(pc.fill_null(pc.greater_equal(ages, segment.age_min), False)
+                           .to_numpy(zero_copy_only=False), dtype=bool)
     if segment.age_max is not None:
-        keep &= np.array([a is not None and a <= segment.age_max for a in ages], bool)
+        keep &= np.asarray(pc.fill_null(pc.less_equal(ages, segment.age_max), False)
+                           .to_numpy(zero_copy_only=False), dtype=bool)
     if segment.traits:
-        parsed = [orjson.loads(t) if t else {} for t in cols["traits"]]
+        parsed = [orjson.loads(t) if t else {} for t in users.column("traits").to_pylist()]
         for key, value in segment.traits:
-            keep &= np.array([_same(p.get(key), value) for p in parsed], bool)
-    ids = cols["user_id"]
-    for rule in segment.did:
-        counts = _counts(events, rule, window_end)
-        keep &= np.array([counts.get(u, 0) >= rule.at_least for u in ids], bool)
-    for rule in segment.did_not:
-        counts = _counts(events, rule, window_end)
-        keep &= np.array([counts.get(u, 0) < rule.at_least for u in ids], bool)
-    for seq in segment.did_in_order:
-        done = _in_order(events, seq)
-        keep &= np.array([u in done for u in ids], bool)
+            keep &= np.array([p.get(key) is not None and str(p.get(key)).casefold()
+                              == value.casefold() for p in parsed], bool)
+    if segment.did or segment.did_not:
+        _uniq, user = sorted_codes(events.column("user_id"))
+        for rule in segment.did:
+            keep &= _counts(events, user, n, rule, window_end) >= rule.at_least
+        for rule in segment.did_not:
+            keep &= _counts(events, user, n, rule, window_end) < rule.at_least
+    if segment.did_in_order:
+        ids = users.column("user_id").to_pylist()
+        for seq in segment.did_in_order:
+            done = _in_order(events, seq)
+            keep &= np.array([u in done for u in ids], bool)
     return users.filter(pa.array(keep))
 
 

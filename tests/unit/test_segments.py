@@ -68,6 +68,7 @@ JOURNEYS = events([
 
 
 def test_profile_traits_win_else_the_latest_event_value() -> None:
+    """Row order never matters: at the same millisecond the greatest value wins."""
     people = profiles({"bob": {"city": "Goa", "age": 40}})
     table = compute_segment(JOURNEYS, people, Segment(), window_end=30 * MIN)
     got = {r["user_id"]: (r["city"], r["os"], r["age"]) for r in table.to_pylist()}
@@ -133,7 +134,9 @@ def reference(rows: list[tuple[str, str, int, str | None, str | None]],
     ordered = sorted(enumerate(rows), key=lambda x: (x[1][2], x[0]))
     for user in sorted({r[0] for r in rows}):
         mine = [r for _i, r in ordered if r[0] == user]
-        city = next((r[3] for r in reversed(mine) if r[3] is not None), None)
+        # the latest city; at the same minute, the greatest value
+        cities = [(r[2], r[3]) for r in mine if r[3] is not None]
+        city = max(cities)[1] if cities else None
         if seg.city is not None and (city or "").casefold() != seg.city.casefold():
             continue
         ok = True
