@@ -20,6 +20,7 @@ from resolvers.errors import api_error, bad_input, is_public
 from resolvers.fetch import Reader, only_users, to_segment, user_level
 from resolvers.schema_common import page_size, session_query, window_of
 from resolvers.schema_engagement import EngagementQueries
+from resolvers.schema_funnels import FunnelQueries
 from resolvers.schema_retention import RetentionQueries
 from resolvers.schema_segments import SegmentMutations, SegmentQueries
 from resolvers.sessions import compute_session_metrics, encode_cursor, page_sessions
@@ -339,8 +340,8 @@ class IngestMutations:
 
 
 @strawberry.type
-class Query(SessionQueries, EngagementQueries, SegmentQueries, RetentionQueries,
-            ContractQueries, AboutQueries):
+class Query(SessionQueries, EngagementQueries, FunnelQueries, SegmentQueries,
+            RetentionQueries, ContractQueries, AboutQueries):
     pass
 
 
