@@ -51,6 +51,9 @@ class EventFetch:
     columns: tuple[str, ...] = ("user_id", "event_name", "time")
 
 
+_ANY = ("user_id", "time")  # any-event scans need no names
+
+
 @dataclass(frozen=True, slots=True)
 class RetentionQuery:
     window: Window
@@ -146,7 +149,9 @@ def user_rows(events: pa.Table, users: Collection[str] | None = None,
         keep = in_time if keep is None else keep & in_time
     if keep is not None:
         codes, times = codes[keep], times[keep]
-    return UserRows(codes, times, len(encoded.dictionary), events.column("event_name"), keep)
+    names = (events.column("event_name") if "event_name" in events.column_names
+             else pa.chunked_array([], pa.string()))  # any-event scans skip the names
+    return UserRows(codes, times, len(encoded.dictionary), names, keep)
 
 
 def distinct_pairs(rows: IntArray, cols: IntArray, n_rows: int,
@@ -213,6 +218,8 @@ def retention_fetch(query: RetentionQuery, now_ms: int) -> EventFetch:
         period, tz = check_period(query.period), zone(query.timezone)
         _, last = _reported(query.window, period, tz, now_ms)
         end = max(0, min(end, period_start_ms(last + query.periods, period, tz)))
+    if names is None and query.start_event is None and query.return_event is None:
+        return EventFetch(None, 0, end, _ANY)
     return EventFetch(names, 0, end)
 
 
@@ -318,8 +325,8 @@ def churn_fetch(query: PeriodQuery, now_ms: int) -> EventFetch:
     period, tz = check_period(query.period), zone(query.timezone)
     first_p, last_p = _reported(query.window, period, tz, now_ms)
     start = period_start_ms(first_p - 1, period, tz)
-    return EventFetch(None, start, max(start, min(now_ms + 1,
-                                                  period_start_ms(last_p + 1, period, tz))))
+    end = max(start, min(now_ms + 1, period_start_ms(last_p + 1, period, tz)))
+    return EventFetch(None, start, end, _ANY)
 
 
 def compute_churn(events: pa.Table, query: PeriodQuery, now_ms: int,
@@ -349,7 +356,8 @@ def lifecycle_fetch(query: PeriodQuery, now_ms: int) -> EventFetch:
     validate_period_query(query)
     period, tz = check_period(query.period), zone(query.timezone)
     _, last_p = _reported(query.window, period, tz, now_ms)
-    return EventFetch(None, 0, max(0, min(now_ms + 1, period_start_ms(last_p + 1, period, tz))))
+    return EventFetch(None, 0, max(0, min(now_ms + 1, period_start_ms(last_p + 1, period, tz))),
+                      _ANY)
 
 
 def compute_lifecycle(events: pa.Table, query: PeriodQuery, now_ms: int,

@@ -3,6 +3,7 @@ between two events, repeat purchasers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -101,6 +102,21 @@ async def _events(reader: Reader, fetch: EventFetch, ordered: bool = False) -> A
                                ordered)
 
 
+async def _per_period(info: strawberry.Info, period: Period, window: TimeWindow | None,
+                      timezone: str | None, segment: SegmentFilter | None,
+                      fetch: Callable[[PeriodQuery, int], EventFetch],
+                      compute: Callable[..., list[Any]]) -> list[Any]:
+    """Churn and lifecycle: the same reads, a different count."""
+    ctx = info.context
+    project = ctx.require("read")
+    now = ctx.now_ms()
+    query = PeriodQuery(window_of(ctx, window), period.value, timezone)
+    reader = Reader(ctx, project)
+    events = await _events(reader, fetch(query, now))
+    users = await reader.segment_users(to_segment(segment), query.window)
+    return compute(events, query, now, users)
+
+
 @strawberry.type
 class RetentionQueries:
     @strawberry.field(description="Retention cohorts: users whose first startEvent falls in "
@@ -130,31 +146,19 @@ class RetentionQueries:
     async def churn(self, info: strawberry.Info, period: Period = Period.WEEK,
                     window: TimeWindow | None = None, timezone: str | None = None,
                     segment: SegmentFilter | None = None) -> list[ChurnPeriod]:
-        ctx = info.context
-        project = ctx.require("read")
-        now = ctx.now_ms()
-        query = PeriodQuery(window_of(ctx, window), period.value, timezone)
-        reader = Reader(ctx, project)
-        events = await _events(reader, churn_fetch(query, now))
-        users = await reader.segment_users(to_segment(segment), query.window)
+        rows = await _per_period(info, period, window, timezone, segment, churn_fetch,
+                                 compute_churn)
         return [ChurnPeriod(period=c.period, active=c.active, previous_active=c.previous_active,
-                            churned=c.churned, rate=c.rate)
-                for c in compute_churn(events, query, now, users)]
+                            churned=c.churned, rate=c.rate) for c in rows]
 
     @strawberry.field(description="Per period: new, returning, resurrecting and dormant users.")
     async def lifecycle(self, info: strawberry.Info, period: Period = Period.WEEK,
                         window: TimeWindow | None = None, timezone: str | None = None,
                         segment: SegmentFilter | None = None) -> list[LifecyclePeriod]:
-        ctx = info.context
-        project = ctx.require("read")
-        now = ctx.now_ms()
-        query = PeriodQuery(window_of(ctx, window), period.value, timezone)
-        reader = Reader(ctx, project)
-        events = await _events(reader, lifecycle_fetch(query, now))
-        users = await reader.segment_users(to_segment(segment), query.window)
+        rows = await _per_period(info, period, window, timezone, segment, lifecycle_fetch,
+                                 compute_lifecycle)
         return [LifecyclePeriod(period=c.period, new=c.new, returning=c.returning,
-                                resurrecting=c.resurrecting, dormant=c.dormant)
-                for c in compute_lifecycle(events, query, now, users)]
+                                resurrecting=c.resurrecting, dormant=c.dormant) for c in rows]
 
     @strawberry.field(description="Users whose first fromEvent is in the window, and how many "
                                   "did toEvent after it (within `within`, e.g. \"7d\").")

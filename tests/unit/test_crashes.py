@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -20,21 +19,8 @@ from resolvers.crashes import (
     CrashReport,
     compute_crashes,
 )
-from resolvers.frames import EVENT_SCAN_COLUMNS
 from resolvers.window import Window
-
-
-def ms(text: str) -> int:
-    moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1000 + moment.microsecond // 1000
-
-
-def events_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows as the event store hands them back: every scan column, ordered by (time, id)."""
-    rows = sorted(rows, key=lambda r: (r["time"], r["insert_id"]))
-    return pa.table({c: pa.array([r.get(c) for r in rows],
-                                 pa.int64() if c == "time" else pa.string())
-                     for c in EVENT_SCAN_COLUMNS})
+from tests.unit.tables import events_table, ms
 
 
 def journeys(spec: dict[str, list[tuple[str, str, str | None, dict[str, Any] | None]]]

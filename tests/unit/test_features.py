@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -12,21 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resolvers.features import FEATURE_KEYS, FeatureUsage, compute_feature_usage
-from resolvers.frames import DAY_MS, EVENT_SCAN_COLUMNS
+from resolvers.frames import DAY_MS
 from resolvers.window import Window
-
-
-def ms(text: str) -> int:
-    moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1000 + moment.microsecond // 1000
-
-
-def events_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows as the event store hands them back: every scan column, ordered by (time, id)."""
-    rows = sorted(rows, key=lambda r: (r["time"], r["insert_id"]))
-    return pa.table({c: pa.array([r.get(c) for r in rows],
-                                 pa.int64() if c == "time" else pa.string())
-                     for c in EVENT_SCAN_COLUMNS})
+from tests.unit.tables import events_table, ms
 
 
 def journeys(spec: dict[str, list[tuple[str, str, str | None, str]]]) -> pa.Table:

@@ -8,7 +8,6 @@ import random
 import statistics
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -17,7 +16,8 @@ from graphql import GraphQLError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolvers.frames import EVENT_ATTRIBUTES, EVENT_SCAN_COLUMNS
+from resolvers.filters import value_matches
+from resolvers.frames import EVENT_ATTRIBUTES
 from resolvers.funnels import (
     FunnelBreakdown,
     FunnelExclusion,
@@ -31,8 +31,9 @@ from resolvers.funnels import (
     compute_funnel_trend,
     compute_funnel_users,
     funnel_fetch,
-    value_matches,
 )
+from tests.unit.tables import events_table
+from tests.unit.tables import ms as iso_ms
 
 DAY = "2026-11-02"  # a Monday
 HOUR = 3_600_000
@@ -42,16 +43,7 @@ def ms(text: str) -> int:
     """``10:05`` (on DAY) or a full ISO time, UTC."""
     if "T" not in text:
         text = f"{DAY}T{text}"
-    moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1000 + moment.microsecond // 1000
-
-
-def events_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows as the event store hands them back: every scan column, ordered by (time, id)."""
-    rows = sorted(rows, key=lambda r: (r["time"], r["insert_id"]))
-    return pa.table({c: pa.array([r.get(c) for r in rows],
-                                 pa.int64() if c == "time" else pa.string())
-                     for c in EVENT_SCAN_COLUMNS})
+    return iso_ms(text)
 
 
 Journey = dict[str, list[tuple[Any, ...]]]

@@ -206,6 +206,8 @@ def test_retention_fetch() -> None:
         frozenset({"App Launch", "Purchase"}), 0, NOW + 1)
     unbounded = RetentionQuery(COHORT_WINDOW, "WEEK", 4, "App Launch", mode="ON_OR_AFTER")
     assert retention_fetch(unbounded, late) == EventFetch(None, 0, late + 1)
+    anything = RetentionQuery(COHORT_WINDOW, "WEEK", 4)
+    assert retention_fetch(anything, late).columns == ("user_id", "time")
 
 
 # --- churn and lifecycle --------------------------------------------------------------
@@ -265,15 +267,16 @@ def test_churn_and_lifecycle_edges() -> None:
 
 def test_churn_and_lifecycle_fetch() -> None:
     late = ms("2026-12-31T00:00")
+    any_event = ("user_id", "time")  # no names needed
     assert churn_fetch(PeriodQuery(PERIOD_WINDOW), NOW) == EventFetch(
-        None, ms("2026-10-26T00:00"), NOW + 1)
+        None, ms("2026-10-26T00:00"), NOW + 1, any_event)
     assert churn_fetch(PeriodQuery(PERIOD_WINDOW), late) == EventFetch(
-        None, ms("2026-10-26T00:00"), ms("2026-11-30T00:00"))
+        None, ms("2026-10-26T00:00"), ms("2026-11-30T00:00"), any_event)
     # Oct 26 00:00 in Berlin (CET, DST ended Oct 25) is Oct 25 23:00 UTC
     assert churn_fetch(PeriodQuery(PERIOD_WINDOW, "WEEK", "Europe/Berlin"), late).start == ms(
         "2026-10-25T23:00")
     assert lifecycle_fetch(PeriodQuery(PERIOD_WINDOW, "MONTH"), late) == EventFetch(
-        None, 0, ms("2026-12-01T00:00"))
+        None, 0, ms("2026-12-01T00:00"), any_event)
 
 
 @pytest.mark.parametrize(("query", "message"), [
