@@ -4,7 +4,8 @@
 ordered by ``(time, insert_id)``, with these columns (a query asks for a subset):
 
 - ``insert_id`` (string), ``event_name`` (string), ``category`` (string),
-  ``time`` (int64, unix ms, UTC), ``session_id`` (string)
+  ``time`` (int64, unix ms, UTC), ``session_id`` (string), ``dedupe_key`` (uint64: a hash
+  of project and insert id — a numeric tie-breaker for events at the same millisecond)
 - ``user_id`` (string, never null): the resolved identity — the event's own user, else the
   user its device is tied to, else the device id (DESIGN.md "Identity")
 - ``device_id``, ``url`` (strings, nullable)

@@ -2,7 +2,9 @@
 
 ``compute_funnel``, ``compute_funnel_users`` and ``compute_funnel_trend`` *are* the semantics
 of DESIGN.md "Funnel"; the runner only fetches what ``funnel_fetch`` names and hands the rows
-(ordered by ``(time, insert_id)``, the caller having dropped users outside the segment) here.
+(any order; the caller having dropped users outside the segment) here. *Row order* below is
+``(time, dedupe_key)`` — a hash of the insert id breaks ties at the same millisecond the same
+way on every store — and, without dedupe keys (tests), the order rows are given in.
 
 An *attempt* starts at every step-1 event in ``[start, end)`` (for ``ANY``: every event
 matching any step). Later steps follow in row order (equal times allowed, row order decides),
@@ -227,7 +229,7 @@ def funnel_fetch(query: FunnelQuery) -> FunnelFetch:
     keys = [f.key for s in query.steps for f in s.where]
     keys += [f.key for x in query.exclusions for f in x.where]
     keys += list(query.hold_constant) + ([query.breakdown] if query.breakdown else [])
-    columns = ["time", "event_name", "user_id"]
+    columns = ["time", "dedupe_key", "event_name", "user_id"]
     if query.count_by == "SESSIONS":
         columns.append("session_id")
     columns += sorted({k for k in keys if k in EVENT_ATTRIBUTES} - set(columns))
@@ -296,7 +298,16 @@ class _Funnel:
         hold = (_value_codes(events.take(rows), query.hold_constant) if query.hold_constant
                 else np.zeros(len(rows), np.int64))
         sort_hold = hold if self.fast and query.order != "STRICT" else np.zeros_like(hold)
-        perm = _stable_order((sort_hold, session, user))
+        # within a unit, events in time order, at the same millisecond by dedupe key (a
+        # hash of the insert id), else as given: scans need not be ordered
+        times = np.asarray(events.column("time").to_numpy(), np.int64)[rows]
+        tie = np.zeros(len(rows), np.uint64)
+        if "dedupe_key" in events.column_names:
+            keys = events.column("dedupe_key").take(rows)
+            if keys.null_count == 0:
+                tie = np.asarray(keys.to_numpy(), np.uint64)
+        since = times - times.min() if len(times) else times
+        perm = _stable_order((tie, since, sort_hold, session, user))
         user, session = user[perm], session[perm]
         self.unit = np.zeros(len(perm), np.int64)
         self.unit[1:] = np.cumsum((user[1:] != user[:-1]) | (session[1:] != session[:-1]))

@@ -140,7 +140,7 @@ async def _events(ctx: Any, project: str, query: FunnelQuery, segment: SegmentFi
     reader = Reader(ctx, project)
     events = await reader.events(fetch.start, fetch.end,
                                  None if fetch.all_events else fetch.event_names,
-                                 fetch.columns, ordered=True)
+                                 fetch.columns, ordered=False)
     users = await reader.segment_users(to_segment(segment), Window(query.start, query.end))
     # the segment's behaviour filters count in the funnel's window
     return only_users(events, users)

@@ -613,7 +613,9 @@ class CassandraStore:
             ties = self._identities(project, {d for d in devices if d is not None})
             columns["user_id"] = [u if u is not None else ties.get(d, d) for u, d in zip(
                 columns["distinct_user_id"], devices, strict=True)]
-        types = {"time": pa.int64()}
+        if "dedupe_key" in columns:
+            columns["dedupe_key"] = [_unsigned(k) for k in columns["dedupe_key"]]
+        types = {"time": pa.int64(), "dedupe_key": pa.uint64()}
         return pa.Table.from_arrays(
             [pa.array(columns[c], types.get(c, pa.string())) for c in query.columns],
             names=list(query.columns))

@@ -19,6 +19,6 @@ def ms(text: str) -> int:
 def events_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Rows as the event store hands them back: every scan column, ordered by (time, id)."""
     rows = sorted(rows, key=lambda r: (r["time"], r["insert_id"]))
-    return pa.table({c: pa.array([r.get(c) for r in rows],
-                                 pa.int64() if c == "time" else pa.string())
+    types = {"time": pa.int64(), "dedupe_key": pa.uint64()}
+    return pa.table({c: pa.array([r.get(c) for r in rows], types.get(c, pa.string()))
                      for c in EVENT_SCAN_COLUMNS})

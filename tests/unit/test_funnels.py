@@ -343,9 +343,26 @@ def test_fetch_plan() -> None:
     plan = funnel_fetch(q)
     assert (plan.event_names, plan.all_events) == (("A", "B", "X"), False)
     assert (plan.start, plan.end) == (ms("00:00"), ms("2026-11-03T01:00"))
-    assert plan.columns == ("time", "event_name", "user_id", "session_id", "country", "os",
-                            "properties")
+    assert plan.columns == ("time", "dedupe_key", "event_name", "user_id", "session_id",
+                            "country", "os", "properties")
     assert funnel_fetch(query("A", order="STRICT")).all_events
+
+
+def test_row_order_is_time_then_dedupe_key_whatever_order_rows_come_in() -> None:
+    rows = [{"insert_id": f"e{i}", "event_name": name, "time": ms(t), "user_id": user,
+             "dedupe_key": key}
+            for i, (user, name, t, key) in enumerate([
+                ("ann", "A", "10:00", 7), ("ann", "B", "10:00", 3),  # B sorts first: no
+                ("bob", "A", "10:00", 1), ("bob", "B", "10:00", 9),  # A sorts first: yes
+                ("cy", "A", "10:01", 5), ("cy", "B", "10:02", 2)])]
+    q = query("A", "B")
+    expected = [1.0 * n for n in (3, 2)]
+    for shuffled in (rows, rows[::-1], rows[1::2] + rows[::2]):
+        table = pa.Table.from_pylist(shuffled, schema=events_table(rows).select(
+            ["insert_id", "event_name", "time", "user_id", "dedupe_key"]).schema)
+        got = compute_funnel(table, q)
+        assert [float(s.users) for s in got.steps] == expected
+        assert compute_funnel_users(table, q, 2) == ["bob", "cy"]
 
 
 # --- the property test: compute_* against a brute-force reference ------------------------
