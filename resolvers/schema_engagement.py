@@ -9,7 +9,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import strawberry
 
-from resolvers.crashes import DEFAULT_CRASH_EVENTS, compute_crashes, validate_crashes
+from resolvers.crashes import (
+    CRASH_GROUPS,
+    DEFAULT_CRASH_EVENTS,
+    compute_crashes,
+    validate_crashes,
+)
 from resolvers.engagement import compute_engagement, events_window, validate_first
 from resolvers.features import (
     FEATURE_KEYS,
@@ -112,18 +117,21 @@ async def _scoped(ctx: Any, project: str, w: Window, segment: Segment
     return reader, users, only_users(sessions, users, "resolved_user")
 
 
-async def _crash_events(reader: Reader, w: Window) -> pa.Table:
+async def _crash_events(reader: Reader, w: Window, by: str | None) -> pa.Table:
     """The window's events without properties, and its crash events with them: only crash
-    causes read properties, and a million JSON strings cost more than the rest."""
-    lean = [c for c in CRASH_COLUMNS if c != "properties"]
-    others = await reader.events(w.start, w.end, columns=tuple(lean), ordered=False)
-    crashes = await reader.events(w.start, w.end, DEFAULT_CRASH_EVENTS, CRASH_COLUMNS,
+    causes read properties, and a million JSON strings cost more than the rest. Of the
+    group columns, only ``by``'s."""
+    columns = ["time", "user_id", "event_name", "properties"]
+    if by is not None:
+        columns.append(CRASH_GROUPS[by][0])
+    lean = tuple(c for c in columns if c != "properties")
+    others = await reader.events(w.start, w.end, columns=lean, ordered=False)
+    crashes = await reader.events(w.start, w.end, DEFAULT_CRASH_EVENTS, tuple(columns),
                                   ordered=False)
     names = pa.array(DEFAULT_CRASH_EVENTS, pa.string())
     others = others.filter(pc.invert(pc.is_in(others.column("event_name"), value_set=names)))
     others = others.append_column("properties", pa.nulls(others.num_rows, pa.string()))
-    return pa.concat_tables([others.select(list(CRASH_COLUMNS)),
-                             crashes.select(list(CRASH_COLUMNS))])
+    return pa.concat_tables([others.select(columns), crashes.select(columns)])
 
 
 @strawberry.type
@@ -181,7 +189,7 @@ class EngagementQueries:
         validate_crashes(dimension, first)
         w = window_of(ctx, window)
         reader, users, sessions = await _scoped(ctx, project, w, to_segment(segment))
-        events = only_users(await _crash_events(reader, w), users)
+        events = only_users(await _crash_events(reader, w, dimension), users)
         r = compute_crashes(events, sessions, w, dimension, first)
         return Crashes(
             crashes=r.crashes, sessions=r.sessions,
