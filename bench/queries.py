@@ -168,7 +168,10 @@ def main() -> None:
     if data is None:
         tmp = tempfile.TemporaryDirectory(prefix="cep-bench-queries-")
         data = Path(tmp.name)
-    print(f"building {args.events:,} events in {data}", flush=True)
+    if (data / "bench-keys.json").exists():
+        print(f"reusing the store in {data}", flush=True)
+    else:
+        print(f"building {args.events:,} events in {data}", flush=True)
     keys = build(data, args.events, args.seed)
     server_start = time.perf_counter()
     server = Server(data, keys=keys)
