@@ -307,7 +307,7 @@ class _Funnel:
             if keys.null_count == 0:
                 tie = np.asarray(keys.to_numpy(), np.uint64)
         since = times - times.min() if len(times) else times
-        perm = _stable_order((tie, since, sort_hold, session, user))
+        perm = _unit_time_order(user, session, sort_hold, since, tie)
         user, session = user[perm], session[perm]
         self.unit = np.zeros(len(perm), np.int64)
         self.unit[1:] = np.cumsum((user[1:] != user[:-1]) | (session[1:] != session[:-1]))
@@ -450,6 +450,27 @@ class _Funnel:
         gap = np.zeros(times.shape, np.int64)
         gap[:, 1:] = np.where(done[:, 1:], times[:, 1:] - times[:, :-1], 0)
         return count, done, gap
+
+
+def _unit_time_order(user: Arr, session: Arr, hold: Arr, since: Arr, tie: Arr) -> Arr:
+    """The stable order by ``(user, session, hold, since, tie)``. In the common case (no
+    sessions or held values) one sort of ``user << bits | since`` does it, and only runs of
+    equal keys (same user, same millisecond) are sorted again by ``tie``: about twice as
+    fast as a sort per key on millions of rows."""
+    if not len(user):
+        return np.arange(0)
+    time_bits = int(since.max()).bit_length()
+    if session.any() or hold.any() or int(user.max()).bit_length() + time_bits > 62:
+        return _stable_order((tie, since, hold, session, user))
+    key = (user.astype(np.int64) << time_bits) | since
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    runs = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if len(runs) and tie.any():
+        at = np.unique(np.concatenate((runs, runs + 1)))  # whole runs, still in key order
+        rows = order[at]
+        order[at] = rows[np.lexsort((tie[rows], key[rows]))]
+    return order
 
 
 def _stable_order(keys: Sequence[Arr]) -> Arr:
