@@ -112,25 +112,39 @@ def _offsets_ms(times: np.ndarray[Any, Any], tz: ZoneInfo) -> np.ndarray[Any, An
     return offsets[inverse]
 
 
+def encode(column: pa.ChunkedArray | pa.Array, nulls: bool = False
+           ) -> tuple[Int64s, pa.Array]:
+    """``(indices, dictionary)`` of one hash pass over the column, chunk by chunk (the
+    chunks share one dictionary, so nothing is copied into one array first). Null rows get
+    -1, or a code of their own with ``nulls``."""
+    chunked = column if isinstance(column, pa.ChunkedArray) else pa.chunked_array([column])
+    if pa.types.is_dictionary(chunked.type) or pa.types.is_null(chunked.type):
+        chunked = chunked.cast(pa.string())
+    encoded = pc.dictionary_encode(chunked, null_encoding="encode" if nulls else "mask")
+    if not encoded.num_chunks:
+        return np.zeros(0, np.int64), pa.array([], chunked.type)
+    dictionary = encoded.chunks[-1].dictionary
+    if any(len(c.dictionary) != len(dictionary) for c in encoded.chunks):
+        # not one shared dictionary (another pyarrow's kernel): encode one array instead
+        return encode(chunked.combine_chunks(), nulls)
+    parts = [c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in encoded.chunks]
+    return np.concatenate(parts).astype(np.int64), dictionary
+
+
 def sorted_codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray[Any, Any]]:
     """``(values, codes)``: the distinct non-null values sorted, and each row's index into
     them (-1 for null) — np.unique's ``return_inverse`` without copying strings to numpy."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    encoded = arr.dictionary_encode()
-    dictionary = encoded.dictionary
+    raw, dictionary = encode(column)
     order = pc.sort_indices(dictionary).to_numpy()
-    rank = np.empty(len(order), dtype=np.int64)
+    rank = np.empty(len(order) + 1, dtype=np.int64)
     rank[order] = np.arange(len(order))
-    raw = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    out = np.where(raw >= 0, rank[np.maximum(raw, 0)] if len(rank) else -1, -1)
-    return dictionary.take(pa.array(order)), out
+    rank[-1] = -1  # raw -1 (null) picks the last slot
+    return dictionary.take(pa.array(order, pa.int64())), rank[raw]
 
 
 def codes(column: pa.ChunkedArray | pa.Array) -> tuple[Int64s, pa.Array]:
     """Dense integer codes (nulls get a code of their own) and the values they stand for."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    encoded = pc.dictionary_encode(array.cast(pa.string()), null_encoding="encode")
-    return encoded.indices.to_numpy().astype(np.int64), encoded.dictionary
+    return encode(column, nulls=True)
 
 
 def distinct(values: Int64s) -> Int64s:

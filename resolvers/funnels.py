@@ -41,7 +41,13 @@ from numpy.typing import NDArray
 
 from resolvers.errors import bad_input
 from resolvers.filters import OPS, where_mask
-from resolvers.frames import EVENT_ATTRIBUTES, period_index, period_label, property_values
+from resolvers.frames import (
+    EVENT_ATTRIBUTES,
+    encode,
+    period_index,
+    period_label,
+    property_values,
+)
 from resolvers.funnel_search import Search
 
 Arr = NDArray[Any]
@@ -250,12 +256,8 @@ def breakdown_label(value: Any) -> str | None:
 
 def _codes(column: Any) -> tuple[Arr, list[Any]]:
     """Dense codes of a string column and the value of each code (one hash pass)."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
-    codes = column.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    return np.asarray(codes, dtype=np.int64), column.dictionary.to_pylist()
+    codes, dictionary = encode(column)
+    return codes, dictionary.to_pylist()
 
 
 # --- the engine -------------------------------------------------------------------------
