@@ -111,9 +111,28 @@ def _saved(ctx: Any, project: str) -> dict[str, Any]:
     return saved
 
 
-def _filter_input(data: dict[str, Any]) -> SegmentFilter:
+def _cased(value: Any, camel: bool) -> Any:
+    """Keys of a filter's JSON in GraphQL's camelCase (``camel``) or Python's snake_case."""
+    if isinstance(value, list):
+        return [_cased(v, camel) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if camel:
+            head, *rest = key.split("_")
+            key = head + "".join(w.capitalize() for w in rest)
+        else:
+            key = "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+        out[key] = _cased(item, camel)
+    return out
+
+
+def _filter_input(saved: dict[str, Any]) -> SegmentFilter:
     """A saved filter (its GraphQL input as JSON) back into the input type."""
     from resolvers.types import BehaviourFilter, SequenceFilter, TraitFilter
+
+    data: dict[str, Any] = _cased(saved, camel=False)
 
     def many(kind: Any, items: Any) -> Any:
         return None if items is None else [kind(**item) for item in items]
@@ -220,7 +239,14 @@ class SegmentMutations:
 
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
-    """The filter without unset fields, as JSON-safe values."""
-    out: dict[str, Any] = orjson.loads(orjson.dumps(
-        {k: v for k, v in data.items() if v is not None}))
+    """The filter without unset fields, as JSON-safe values with GraphQL's field names (so
+    it can be passed back as a ``filter`` variable)."""
+    def unset_dropped(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: unset_dropped(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [unset_dropped(v) for v in value]
+        return value
+
+    out: dict[str, Any] = _cased(orjson.loads(orjson.dumps(unset_dropped(data))), camel=True)
     return out

@@ -107,7 +107,8 @@ def test_saved_segments_answer_like_their_filter(project: Project) -> None:
                                     {"event": "Charged"}]}})
     assert "errors" not in saved, saved
     listed = project.query("{ segments { name filter } }")["segments"]
-    assert [s["name"] for s in listed] == [name]
+    assert listed == [{"name": name, "filter": {"city": "New York", "did": [
+        {"event": "Charged", "atLeast": 1}]}}], "the filter as it would be sent back"
     data = project.query("""query($n: String) { segment(savedSegment: $n,
         window: {last: "5m"}) { totalCount edges { node { userId } } } }""", {"n": name})
     assert [e["node"]["userId"] for e in data["segment"]["edges"]] == ["ann", "cy", "eve"]
