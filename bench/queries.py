@@ -62,7 +62,7 @@ QUERIES: dict[str, str] = {
 
 
 def build(data: Path, events: int, seed: int) -> dict[str, Any]:
-    """A project whose log holds ``events`` generated events (and their profiles)."""
+    """A project whose log holds ``events`` generated events (no identify calls)."""
     from bench.ingest import make_events
     from storage.local_log import LocalEventLog
     from stream.contract.envelope import EnvelopeParser, split_records

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from resolvers.frames import sorted_codes
+from resolvers.frames import codes, sorted_codes
 
 METRICS = ("SESSIONS", "USERS", "CONVERSION_RATE", "AVG_SESSION_SECONDS", "CRASH_RATE")
 # Dimension → the session column holding it; GENDER and AGE_BAND come from profiles.
@@ -67,9 +67,10 @@ def compute_breakdown(sessions: pa.Table, metric: str, keys: list[Any]) -> list[
     if metric == "SESSIONS":
         values = n
     elif metric == "USERS":
-        users = np.array(sessions.column("resolved_user").to_pylist(), dtype=object).astype(str)
-        pairs = np.unique(np.stack([inverse.astype(str), users]), axis=1)
-        values = np.bincount(pairs[0].astype(np.int64), minlength=len(uniq)).astype(np.float64)
+        users, _names = codes(sessions.column("resolved_user"))
+        pairs = np.unique(inverse * (int(users.max()) + 1) + users)
+        values = np.bincount(pairs // (int(users.max()) + 1),
+                             minlength=len(uniq)).astype(np.float64)
     elif metric == "CONVERSION_RATE":
         flags = sessions.column("converted").fill_null(False).to_numpy(zero_copy_only=False)
         values = np.bincount(inverse, weights=flags.astype(np.float64), minlength=len(uniq)) / n

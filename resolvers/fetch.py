@@ -18,7 +18,6 @@ from storage.ports import EVENT_SCAN_COLUMNS, EventQuery
 # Columns compute_segment reads.
 SEGMENT_COLUMNS = ("insert_id", "event_name", "time", "user_id", "city", "state",
                    "country", "device_type", "os", "app_version")
-SESSION_LEVEL = ("city", "state", "country", "device_type", "os", "app_version")
 
 
 def to_segment(flt: SegmentFilter | None, path: str = "segment") -> Segment:

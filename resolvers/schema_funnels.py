@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_right
 from enum import Enum
 from typing import Any
 
@@ -198,7 +199,7 @@ class FunnelQueries:
         start = 0
         if after:
             last = decode_user_cursor(after)
-            start = next((i for i, u in enumerate(users) if u > last), len(users))
+            start = bisect_right(users, last)  # users come sorted by id
         page = users[start:start + first]
         return FunnelUsers(total_count=len(users), users=page, page_info=PageInfo(
             has_next_page=start + first < len(users),

@@ -16,7 +16,14 @@ from resolvers.errors import bad_input
 from resolvers.fetch import Reader, only_users, to_segment, user_level
 from resolvers.schema_common import page_size, session_query, window_of
 from resolvers.segments import NODE_COLUMNS, encode_user_cursor, page_users
-from resolvers.types import PageInfo, SegmentFilter, TimeWindow
+from resolvers.types import (
+    BehaviourFilter,
+    PageInfo,
+    SegmentFilter,
+    SequenceFilter,
+    TimeWindow,
+    TraitFilter,
+)
 
 SAVED_KEY = "saved_segments"
 MAX_SAVED = 200
@@ -47,8 +54,18 @@ class SegmentEdge:
     node: SegmentUser
 
 
-_CAMEL = {c: "".join(w.capitalize() if i else w for i, w in enumerate(c.split("_")))
-          for c in NODE_COLUMNS}
+def _camel(name: str) -> str:
+    """A Python field name as GraphQL spells it: ``did_not`` → ``didNot``."""
+    head, *rest = name.split("_")
+    return head + "".join(w.capitalize() for w in rest)
+
+
+def _snake(name: str) -> str:
+    """A GraphQL field name as Python spells it: ``didNot`` → ``did_not``."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+_CAMEL = {c: _camel(c) for c in NODE_COLUMNS}
 
 
 @strawberry.type
@@ -119,19 +136,12 @@ def _cased(value: Any, camel: bool) -> Any:
         return value
     out = {}
     for key, item in value.items():
-        if camel:
-            head, *rest = key.split("_")
-            key = head + "".join(w.capitalize() for w in rest)
-        else:
-            key = "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
-        out[key] = _cased(item, camel)
+        out[_camel(key) if camel else _snake(key)] = _cased(item, camel)
     return out
 
 
 def _filter_input(saved: dict[str, Any]) -> SegmentFilter:
     """A saved filter (its GraphQL input as JSON) back into the input type."""
-    from resolvers.types import BehaviourFilter, SequenceFilter, TraitFilter
-
     data: dict[str, Any] = _cased(saved, camel=False)
 
     def many(kind: Any, items: Any) -> Any:

@@ -9,7 +9,7 @@ filters compare case-insensitively; every given filter must hold.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,14 +88,6 @@ def validate(segment: Segment, path: str = "filter") -> Segment:
         if not key:
             raise bad_input(f"{path}.traits[{i}].key", "must not be empty")
     return segment
-
-
-@dataclass(frozen=True, slots=True)
-class Users:
-    """The matching users, ordered by id, with their profile-first columns."""
-
-    table: pa.Table  # NODE_COLUMNS
-    ids: list[str] = field(default_factory=list)
 
 
 def user_attributes(events: pa.Table, profiles: pa.Table) -> pa.Table:

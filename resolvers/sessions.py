@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from resolvers.errors import bad_input
-from storage.ports import SessionQuery, SessionStore
+from resolvers.frames import period_index, period_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,22 +43,13 @@ class SessionMetricsResult:
     per_month: list[PeriodCount]
 
 
-def _period_starts(starts_ms: np.ndarray, period: str) -> list[str]:
-    days = starts_ms.astype("datetime64[ms]").astype("datetime64[D]")
-    if period == "day":
-        keys = days
-    elif period == "week":  # weeks start on Monday; 1970-01-01 was a Thursday
-        keys = days - ((days.astype(np.int64) + 3) % 7).astype("timedelta64[D]")
-    else:
-        keys = days.astype("datetime64[M]").astype("datetime64[D]")
-    return [str(k) for k in keys]
-
-
-def _counts(labels: list[str]) -> list[PeriodCount]:
-    if not labels:
+def _counts(starts_ms: np.ndarray, period: str) -> list[PeriodCount]:
+    """Sessions per period (``frames.period_index``: weeks start on Monday), oldest first."""
+    if not len(starts_ms):
         return []
-    values, counts = np.unique(np.array(labels), return_counts=True)
-    return [PeriodCount(str(v), int(c)) for v, c in zip(values, counts, strict=True)]
+    values, counts = np.unique(period_index(starts_ms, period), return_counts=True)
+    return [PeriodCount(period_label(int(v), period), int(c))
+            for v, c in zip(values, counts, strict=True)]
 
 
 def compute_session_metrics(sessions: pa.Table, top_pages: int) -> SessionMetricsResult:
@@ -84,9 +75,9 @@ def compute_session_metrics(sessions: pa.Table, top_pages: int) -> SessionMetric
         purchase_session_rate=float(converted.sum()) / n,
         bounce_rate=float((events == 1).sum()) / n,
         landing_pages=pages,
-        per_day=_counts(_period_starts(start, "day")),
-        per_week=_counts(_period_starts(start, "week")),
-        per_month=_counts(_period_starts(start, "month")),
+        per_day=_counts(start, "day"),
+        per_week=_counts(start, "week"),
+        per_month=_counts(start, "month"),
     )
 
 
@@ -121,15 +112,4 @@ def page_sessions(sessions: pa.Table, first: int, after: str | None) -> SessionP
         sessions = sessions.filter(mask)
     rows = sessions.slice(0, first).to_pylist()
     return SessionPage(total, rows, sessions.num_rows > first)
-
-
-class SessionMetricsRunner:
-    """``sessionMetrics``: fetch the window's sessions, compute the metrics."""
-
-    def __init__(self, store: SessionStore) -> None:
-        self._store = store
-
-    def run(self, project: str, query: SessionQuery) -> SessionMetricsResult:
-        sessions = self._store.scan_sessions(project, query)
-        return compute_session_metrics(sessions, top_pages=sessions.num_rows)
 

@@ -29,11 +29,11 @@ from cassandra.util import Date
 from storage.cassandra_schema import check_keyspace, migrate
 from storage.columns import EVENT_COLUMNS as _EVENT_COLUMNS
 from storage.columns import EVENT_TYPES as _EVENT_TYPES
+from storage.columns import PROFILE_TRAITS, profiles_table
 from storage.columns import ROW_FIELDS as _ROW_FIELDS
 from storage.columns import SESSION_COLUMNS as _SESSION_COLUMNS
 from storage.columns import SESSION_TYPES as _SESSION_TYPES
 from storage.columns import events_table as _events_table
-from storage.columns import profiles_table
 from storage.columns import session_tuple as _session_tuple
 from storage.ports import EVENT_SCAN_COLUMNS, EventQuery, KeyRange, SessionQuery, WriteBatch
 from stream.contract.event import Event
@@ -67,10 +67,8 @@ _RESOLVED_TYPES = {"r_lat": pa.float64(), "r_long": pa.float64()}
 _DEAD_COLUMNS = ["id", "kind", "idx", "reason", "payload", "received_at", "source", "status"]
 _DEAD_TYPES = {"id": pa.int64(), "idx": pa.int32(), "received_at": pa.int64()}
 # Profile columns taken from traits: (column, trait keys, numeric?).
-_PROFILE = [("city", ("city",), False), ("state", ("state",), False),
-            ("country", ("country",), False), ("postal_code", ("postal_code",), False),
-            ("lat", ("lat", "latitude"), True), ("long", ("long", "longitude", "lng"), True),
-            ("device_type", ("device_type",), False), ("os", ("os",), False)]
+# The profile columns a session's r_* columns take (the first eight of PROFILE_TRAITS).
+_PROFILE = PROFILE_TRAITS[:8]
 
 
 def day_of(ms: int) -> Date:

@@ -22,3 +22,23 @@ def events_table(rows: list[dict[str, Any]]) -> pa.Table:
     types = {"time": pa.int64(), "dedupe_key": pa.uint64()}
     return pa.table({c: pa.array([r.get(c) for r in rows], types.get(c, pa.string()))
                      for c in EVENT_SCAN_COLUMNS})
+
+
+Journeys = dict[str, list[tuple[str, str]]]  # user → [(event name, ISO time)]
+
+
+def name_table(rows: list[tuple[str, str, int]]) -> pa.Table:
+    """(user, event name, time ms) rows, put in store order (time, insert_id); rows with
+    the same time keep their given order."""
+    ordered = sorted(rows, key=lambda r: r[2])
+    return pa.table({
+        "insert_id": [f"{i:06d}" for i in range(len(ordered))],
+        "user_id": pa.array([r[0] for r in ordered], pa.string()),
+        "event_name": pa.array([r[1] for r in ordered], pa.string()),
+        "time": pa.array([r[2] for r in ordered], pa.int64()),
+    })
+
+
+def journeys(spec: Journeys) -> pa.Table:
+    return name_table([(user, name, ms(at)) for user, events in spec.items()
+                       for name, at in events])

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from datetime import UTC, datetime
 
-import pyarrow as pa
 import pytest
 from graphql import GraphQLError
 from hypothesis import given, settings
@@ -23,30 +21,13 @@ from resolvers.conversion import (
 )
 from resolvers.retention import EventFetch
 from resolvers.window import Window
+from tests.unit.tables import Journeys, journeys, ms, name_table
 
-Journeys = dict[str, list[tuple[str, str]]]
 Row = tuple[str, str, int]
 HOUR, DAY = 3_600_000, 86_400_000
 
 
-def ms(text: str) -> int:
-    return round(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
-
-def table(rows: list[Row]) -> pa.Table:
-    """(user, event name, time ms) rows, put in store order (time, insert_id); rows with
-    the same time keep their given order."""
-    ordered = sorted(rows, key=lambda r: r[2])
-    return pa.table({
-        "insert_id": [f"{i:06d}" for i in range(len(ordered))],
-        "user_id": pa.array([r[0] for r in ordered], pa.string()),
-        "event_name": pa.array([r[1] for r in ordered], pa.string()),
-        "time": pa.array([r[2] for r in ordered], pa.int64()),
-    })
-
-
-def journeys(spec: Journeys) -> pa.Table:
-    return table([(user, name, ms(at)) for user, events in spec.items() for name, at in events])
 
 
 WINDOW = Window(ms("2026-11-02T00:00"), ms("2026-11-09T00:00"))
@@ -84,7 +65,8 @@ def test_same_millisecond_follows_row_order() -> None:
     t = ms("2026-11-03T10:00")
     rows: list[Row] = [("ann", "Purchase", t), ("ann", "App Install", t),  # purchase sorts first
                        ("bob", "App Install", t), ("bob", "Purchase", t)]
-    result = compute_conversion(table(rows), ConversionQuery("App Install", "Purchase", WINDOW))
+    result = compute_conversion(name_table(rows),
+                                ConversionQuery("App Install", "Purchase", WINDOW))
     assert result == ConversionResult(2, 1, 0.5, 0.0)
 
 
@@ -92,7 +74,7 @@ def test_segment_empty_input_and_window_edges() -> None:
     query = ConversionQuery("App Install", "Purchase", WINDOW)
     assert compute_conversion(journeys(INSTALLS), query, users={"ann", "bob"}) == (
         ConversionResult(2, 1, 0.5, 1800.0))
-    assert compute_conversion(table([]), query) == ConversionResult(0, 0, 0.0, None)
+    assert compute_conversion(name_table([]), query) == ConversionResult(0, 0, 0.0, None)
     spec: Journeys = {"start": [("App Install", "2026-11-02T00:00")],
                       "end": [("App Install", "2026-11-09T00:00"),
                               ("Purchase", "2026-11-09T01:00")]}
@@ -107,7 +89,7 @@ def test_segment_empty_input_and_window_edges() -> None:
 ])
 def test_bad_conversion_input(query: ConversionQuery, message: str) -> None:
     with pytest.raises(GraphQLError, match=message) as caught:
-        compute_conversion(table([]), query)
+        compute_conversion(name_table([]), query)
     assert caught.value.extensions == {"code": "BAD_USER_INPUT"}
     with pytest.raises(GraphQLError, match=message):
         conversion_fetch(query, 0)
@@ -147,13 +129,13 @@ def test_repeat_purchasers() -> None:
         RepeatPurchasersResult(1, 1, 1.0))
     assert compute_repeat_purchasers(events, RepeatPurchasersQuery(WINDOW),
                                      users={"bob", "dee"}) == RepeatPurchasersResult(1, 0, 0.0)
-    assert compute_repeat_purchasers(table([]), RepeatPurchasersQuery(WINDOW)) == (
+    assert compute_repeat_purchasers(name_table([]), RepeatPurchasersQuery(WINDOW)) == (
         RepeatPurchasersResult(0, 0, 0.0))
 
 
 def test_repeat_purchasers_input_and_fetch() -> None:
     with pytest.raises(GraphQLError, match="minPurchases: must be at least 1"):
-        compute_repeat_purchasers(table([]), RepeatPurchasersQuery(WINDOW, 0))
+        compute_repeat_purchasers(name_table([]), RepeatPurchasersQuery(WINDOW, 0))
     with pytest.raises(GraphQLError, match="minPurchases"):
         repeat_purchasers_fetch(RepeatPurchasersQuery(WINDOW, -1))
     assert repeat_purchasers_fetch(RepeatPurchasersQuery(WINDOW)) == EventFetch(
@@ -204,7 +186,7 @@ def test_conversion_matches_reference(rows: list[Row], bounds: list[int], within
                                       users: set[str] | None) -> None:
     lo, hi = sorted(bounds)
     query = ConversionQuery("A", "B", Window(BASE + lo * HOUR, BASE + hi * HOUR), within)
-    got = compute_conversion(table(rows), query, users)
+    got = compute_conversion(name_table(rows), query, users)
     n_users, converted, median = ref_conversion(sorted(rows, key=lambda r: r[2]), query, users)
     assert (got.users, got.converted) == (n_users, converted)
     assert got.rate == (converted / n_users if n_users else 0.0)
@@ -222,7 +204,7 @@ def test_repeat_purchasers_match_reference(rows: list[Row], bounds: list[int], m
                                            names: set[str], users: set[str] | None) -> None:
     lo, hi = sorted(bounds)
     window = Window(BASE + lo * HOUR, BASE + hi * HOUR)
-    got = compute_repeat_purchasers(table(rows), RepeatPurchasersQuery(window, minimum),
+    got = compute_repeat_purchasers(name_table(rows), RepeatPurchasersQuery(window, minimum),
                                     names, users)
     counts: dict[str, int] = {}
     for user, name, t in rows:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pyarrow as pa
 import pytest
 from graphql import GraphQLError
 from hypothesis import given, settings
@@ -28,28 +27,7 @@ from resolvers.retention import (
     retention_fetch,
 )
 from resolvers.window import Window
-
-Journeys = dict[str, list[tuple[str, str]]]
-
-
-def ms(text: str) -> int:
-    return round(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
-
-
-def table(rows: list[tuple[str, str, int]]) -> pa.Table:
-    """(user, event name, time ms) rows, put in store order (time, insert_id)."""
-    ordered = sorted(rows, key=lambda r: r[2])  # stable: ties keep their given order
-    return pa.table({
-        "insert_id": [f"{i:06d}" for i in range(len(ordered))],
-        "user_id": pa.array([r[0] for r in ordered], pa.string()),
-        "event_name": pa.array([r[1] for r in ordered], pa.string()),
-        "time": pa.array([r[2] for r in ordered], pa.int64()),
-    })
-
-
-def journeys(spec: Journeys) -> pa.Table:
-    return table([(user, name, ms(at)) for user, events in spec.items() for name, at in events])
-
+from tests.unit.tables import Journeys, journeys, ms, name_table
 
 JOURNEYS: Journeys = {
     "ann": [("App Launch", "2026-11-02T10:00"), ("App Launch", "2026-11-10T10:00"),
@@ -174,7 +152,7 @@ def test_months() -> None:
 
 def test_empty_input_and_future_window() -> None:
     query = RetentionQuery(COHORT_WINDOW, "WEEK", 4)
-    assert compute_retention(table([]), query, NOW).cohorts == []
+    assert compute_retention(name_table([]), query, NOW).cohorts == []
     future = RetentionQuery(Window(NOW + 86_400_000, NOW + 10 * 86_400_000), "DAY", 4)
     assert compute_retention(journeys(JOURNEYS), future, NOW).cohorts == []
 
@@ -190,7 +168,7 @@ def test_empty_input_and_future_window() -> None:
 ])
 def test_bad_retention_input(query: RetentionQuery, message: str) -> None:
     with pytest.raises(GraphQLError, match=message) as caught:
-        compute_retention(table([]), query, NOW)
+        compute_retention(name_table([]), query, NOW)
     assert caught.value.extensions == {"code": "BAD_USER_INPUT"}
     with pytest.raises(GraphQLError, match=message):
         retention_fetch(query, NOW)
@@ -255,8 +233,8 @@ def test_churn_and_lifecycle_edges() -> None:
     assert [(c.period, c.active, c.churned) for c in compute_churn(
         events, PeriodQuery(PERIOD_WINDOW), NOW, users={"dee"})] == [
             ("2026-11-09", 1, 0), ("2026-11-16", 0, 1), ("2026-11-23", 1, 0)]
-    assert compute_churn(table([]), PeriodQuery(PERIOD_WINDOW), NOW) == []
-    assert compute_lifecycle(table([]), PeriodQuery(PERIOD_WINDOW), NOW) == []
+    assert compute_churn(name_table([]), PeriodQuery(PERIOD_WINDOW), NOW) == []
+    assert compute_lifecycle(name_table([]), PeriodQuery(PERIOD_WINDOW), NOW) == []
     next_week = Window(ms("2026-11-30T00:00"), ms("2026-12-30T00:00"))
     assert compute_churn(events, PeriodQuery(next_week), NOW) == []
     assert compute_lifecycle(events, PeriodQuery(next_week), NOW) == []
@@ -286,7 +264,7 @@ def test_churn_and_lifecycle_fetch() -> None:
 def test_bad_period_input(query: PeriodQuery, message: str) -> None:
     for run in (compute_churn, compute_lifecycle):
         with pytest.raises(GraphQLError, match=message):
-            run(table([]), query, NOW)
+            run(name_table([]), query, NOW)
     for plan in (churn_fetch, lifecycle_fetch):
         with pytest.raises(GraphQLError, match=message):
             plan(query, NOW)
@@ -395,7 +373,7 @@ def test_retention_matches_reference(rows: list[Row], span: tuple[Window, int], 
     window, now = span
     query = RetentionQuery(window, period, periods, start, back, mode, tz)
     ordered = sorted(rows, key=lambda r: r[2])
-    got = compute_retention(table(rows), query, now, users)
+    got = compute_retention(name_table(rows), query, now, users)
     assert cohorts(got.cohorts) == ref_retention(ordered, query, now, users)
 
 
@@ -407,8 +385,8 @@ def test_churn_and_lifecycle_match_reference(rows: list[Row], span: tuple[Window
     window, now = span
     query = PeriodQuery(window, period, tz)
     expected = ref_periods(sorted(rows, key=lambda r: r[2]), query, now, users)
-    churn = compute_churn(table(rows), query, now, users)
-    life = compute_lifecycle(table(rows), query, now, users)
+    churn = compute_churn(name_table(rows), query, now, users)
+    life = compute_lifecycle(name_table(rows), query, now, users)
     assert [(c.period, c.active, c.previous_active, c.churned) for c in churn] == [
         e[:4] for e in expected]
     assert [c.rate for c in churn] == [e[3] / e[2] if e[2] else 0.0 for e in expected]
