@@ -12,12 +12,14 @@ from __future__ import annotations
 import threading
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
+import numpy as np
+import pyarrow as pa
 
-from graph.ports import GraphChanges, Step, Transition
+from graph.ports import JOURNEY_SCHEMA, GraphChanges, Step, Transition
 
 
 @dataclass
@@ -132,4 +134,28 @@ class NetworkxJourneyGraph:
     def sessions_count(self, project: str) -> int:
         with self._lock:
             return len(self._project(project).sequences)
+
+    def journeys(self, project: str, session_ids: Sequence[str]) -> pa.Table:
+        with self._lock:
+            sequences = self._project(project).sequences
+            found = [(sid, seq) for sid in session_ids
+                     if (seq := sequences.get(sid)) is not None]
+            steps = list(self._steps)
+        lengths = np.fromiter((len(seq) for _, seq in found), np.int64, len(found))
+        offsets = np.zeros(len(found) + 1, np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = np.frombuffer(b"".join(seq.tobytes() for _, seq in found), np.uint32)
+        # interned step ids → codes into the distinct names and urls
+        names, name_of = np.unique(np.array([n for n, _ in steps] or [""], object),
+                                   return_inverse=True)
+        name_col = pa.DictionaryArray.from_arrays(
+            pa.array(name_of[flat].astype(np.int32)), pa.array(names.tolist(), pa.string()))
+        url_col = pa.DictionaryArray.from_arrays(pa.array(flat.astype(np.int32)),
+                                                 pa.array([u for _, u in steps], pa.string()))
+        off = pa.array(offsets)
+        return pa.Table.from_arrays(
+            [pa.array([sid for sid, _ in found], pa.string()),
+             pa.ListArray.from_arrays(off, name_col.cast(pa.string())),
+             pa.ListArray.from_arrays(off, url_col.cast(pa.string()))],
+            schema=JOURNEY_SCHEMA)
 

@@ -12,9 +12,11 @@ gives the same graph. They are applied after ``removed``, ``replaced`` and ``app
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import pyarrow as pa
 
 Step = tuple[str, str | None]  # (event name, url)
 SessionRef = tuple[str, str]  # (project, session id)
@@ -55,3 +57,13 @@ class JourneyGraph(Protocol):
     def sequences(self, project: str) -> Iterator[tuple[str, list[Step]]]: ...
 
     def transitions(self, project: str) -> list[Transition]: ...
+
+    def journeys(self, project: str, session_ids: Sequence[str]) -> pa.Table:
+        """The steps of those of ``session_ids`` the graph holds, one row per session:
+        ``session_id`` (string), ``event_name`` and ``url`` (lists of strings, step order;
+        a url may be null). Path analysis (``graph.paths``) reads only this."""
+        ...
+
+
+JOURNEY_SCHEMA = pa.schema([("session_id", pa.string()), ("event_name", pa.list_(pa.string())),
+                            ("url", pa.list_(pa.string()))])

@@ -48,10 +48,14 @@ class EventFetch:
     event_names: frozenset[str] | None
     start: int
     end: int
-    columns: tuple[str, ...] = ("user_id", "event_name", "time")
+    columns: tuple[str, ...] = ("user_key", "event_name", "time")
+
+    def narrowed(self, users: Collection[str] | None) -> tuple[str, ...]:
+        """The columns to scan when only ``users`` count: their ids are needed then."""
+        return self.columns if users is None else (*self.columns, "user_id")
 
 
-_ANY = ("user_id", "time")  # any-event scans need no names
+_ANY = ("user_key", "time")  # any-event scans need no names
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +144,10 @@ class UserRows:
 
 def user_rows(events: pa.Table, users: Collection[str] | None = None,
               until: int | None = None) -> UserRows:
-    """Encode ``user_id`` as dense codes; drop users not in ``users`` and times after
-    ``until`` (both optional)."""
-    codes, dictionary = encode(events.column("user_id"))
+    """Encode users as dense codes (``user_key`` when there, else ``user_id``); drop users
+    not in ``users`` (which needs ``user_id``) and times after ``until`` (both optional)."""
+    by_key = users is None and "user_key" in events.column_names
+    codes, dictionary = encode(events.column("user_key" if by_key else "user_id"))
     times = np.asarray(events.column("time").to_numpy(), dtype=np.int64)
     keep: BoolArray | None = None
     if users is not None:

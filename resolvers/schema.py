@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 import msgspec
-import pyarrow as pa
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
@@ -17,8 +16,7 @@ from strawberry.extensions import (
 )
 
 from resolvers.errors import api_error, bad_input, is_public
-from resolvers.fetch import Reader, only_users, to_segment, user_level
-from resolvers.schema_common import page_size, session_query, window_of
+from resolvers.schema_common import page_size, segment_sessions, window_of
 from resolvers.schema_engagement import EngagementQueries
 from resolvers.schema_funnels import FunnelQueries
 from resolvers.schema_retention import RetentionQueries
@@ -48,17 +46,7 @@ from resolvers.types import (
     TrackResult,
     WeekCount,
 )
-from resolvers.window import Window, iso
-
-
-async def _sessions(ctx: Any, project: str, w: Window, flt: SegmentFilter | None,
-                    path: str) -> pa.Table:
-    """Sessions starting in ``w`` whose own place and device match ``flt``, of users who
-    match its user-level part (demographics, traits, behaviour in ``w``)."""
-    table: pa.Table = await ctx.call(ctx.sessions.scan_sessions, project,
-                                     session_query(w, flt))
-    users = await Reader(ctx, project).segment_users(user_level(to_segment(flt, path)), w)
-    return only_users(table, users, "resolved_user")
+from resolvers.window import iso
 
 
 @strawberry.type
@@ -116,7 +104,7 @@ class SessionQueries:
         ctx = info.context
         project = ctx.require("read")
         first = page_size(ctx, first)
-        table = await _sessions(ctx, project, window_of(ctx, window), filter, "filter")
+        table = await segment_sessions(ctx, project, window_of(ctx, window), filter, "filter")
         page = page_sessions(table, first, after)
         edges = [
             SessionEdge(
@@ -147,7 +135,7 @@ class SessionQueries:
     ) -> SessionMetrics:
         ctx = info.context
         project = ctx.require("read")
-        table = await _sessions(ctx, project, window_of(ctx, window), segment, "segment")
+        table = await segment_sessions(ctx, project, window_of(ctx, window), segment, "segment")
         m = compute_session_metrics(table, top_pages=table.num_rows)
         return SessionMetrics(
             count=m.count,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
+
 from resolvers.errors import bad_input
+from resolvers.fetch import Reader, only_users, to_segment, user_level
 from resolvers.types import SegmentFilter, SessionFilter, TimeWindow
 from resolvers.window import Window, resolve_window
 from storage.ports import SessionQuery
@@ -38,3 +41,13 @@ def session_query(
             if value is not None:
                 fields[name] = value
     return SessionQuery(start=w.start, end=w.end, **fields)
+
+
+async def segment_sessions(ctx: Any, project: str, w: Window, flt: SegmentFilter | None,
+                    path: str) -> pa.Table:
+    """Sessions starting in ``w`` whose own place and device match ``flt``, of users who
+    match its user-level part (demographics, traits, behaviour in ``w``)."""
+    table: pa.Table = await ctx.call(ctx.sessions.scan_sessions, project,
+                                     session_query(w, flt))
+    users = await Reader(ctx, project).segment_users(user_level(to_segment(flt, path)), w)
+    return only_users(table, users, "resolved_user")

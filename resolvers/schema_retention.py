@@ -95,11 +95,12 @@ class RepeatPurchasers:
     share: float
 
 
-async def _events(reader: Reader, fetch: EventFetch, ordered: bool = False) -> Any:
+async def _events(reader: Reader, fetch: EventFetch, users: set[str] | None,
+                  ordered: bool = False) -> Any:
     """Retention, churn, lifecycle and repeat purchasers only count, so need no order;
     conversion breaks ties in time by row order."""
-    return await reader.events(fetch.start, fetch.end, fetch.event_names, fetch.columns,
-                               ordered)
+    return await reader.events(fetch.start, fetch.end, fetch.event_names,
+                               fetch.narrowed(users), ordered)
 
 
 async def _per_period(info: strawberry.Info, period: Period, window: TimeWindow | None,
@@ -112,8 +113,8 @@ async def _per_period(info: strawberry.Info, period: Period, window: TimeWindow 
     now = ctx.now_ms()
     query = PeriodQuery(window_of(ctx, window), period.value, timezone)
     reader = Reader(ctx, project)
-    events = await _events(reader, fetch(query, now))
     users = await reader.segment_users(to_segment(segment), query.window)
+    events = await _events(reader, fetch(query, now), users)
     return compute(events, query, now, users)
 
 
@@ -134,8 +135,8 @@ class RetentionQueries:
         query = RetentionQuery(window_of(ctx, window), period.value, periods, start_event,
                                return_event, mode.value, timezone)
         reader = Reader(ctx, project)
-        events = await _events(reader, retention_fetch(query, now))
         users = await reader.segment_users(to_segment(segment), query.window)
+        events = await _events(reader, retention_fetch(query, now), users)
         result = compute_retention(events, query, now, users)
         return Retention(cohorts=[RetentionCohort(start=c.start, size=c.size,
                                                   retained=c.retained)
@@ -171,8 +172,9 @@ class RetentionQueries:
         query = ConversionQuery(from_event, to_event, w,
                                 None if within is None else parse_duration(within, "within"))
         reader = Reader(ctx, project)
-        events = await _events(reader, conversion_fetch(query, ctx.now_ms()), ordered=True)
         users = await reader.segment_users(to_segment(segment), w)
+        events = await _events(reader, conversion_fetch(query, ctx.now_ms()), users,
+                               ordered=True)
         r = compute_conversion(events, query, users)
         return Conversion(users=r.users, converted=r.converted, rate=r.rate,
                           median_seconds=r.median_seconds)
@@ -185,6 +187,7 @@ class RetentionQueries:
         project = ctx.require("read")
         query = RepeatPurchasersQuery(window_of(ctx, window), min_purchases)
         names = frozenset(ctx.session_settings(project).conversion_events)
-        events = await _events(Reader(ctx, project), repeat_purchasers_fetch(query, names))
+        events = await _events(Reader(ctx, project), repeat_purchasers_fetch(query, names),
+                               None)
         r = compute_repeat_purchasers(events, query, names)
         return RepeatPurchasers(purchasers=r.purchasers, users=r.users, share=r.share)

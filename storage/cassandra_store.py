@@ -29,7 +29,7 @@ from cassandra.util import Date
 from storage.cassandra_schema import check_keyspace, migrate
 from storage.columns import EVENT_COLUMNS as _EVENT_COLUMNS
 from storage.columns import EVENT_TYPES as _EVENT_TYPES
-from storage.columns import PROFILE_TRAITS, profiles_table
+from storage.columns import PROFILE_TRAITS, profiles_table, user_keys
 from storage.columns import ROW_FIELDS as _ROW_FIELDS
 from storage.columns import SESSION_COLUMNS as _SESSION_COLUMNS
 from storage.columns import SESSION_TYPES as _SESSION_TYPES
@@ -587,8 +587,9 @@ class CassandraStore:
         if unknown:
             raise ValueError(f"columns: not scannable: {sorted(unknown)}")
         raw = list(dict.fromkeys(["time", "insert_id", *(
-            c for c in query.columns if c != "user_id")]))
-        if "user_id" in query.columns:
+            c for c in query.columns if c not in ("user_id", "user_key"))]))
+        resolve = "user_id" in query.columns or "user_key" in query.columns
+        if resolve:
             raw += [c for c in ("distinct_user_id", "device_id") if c not in raw]
         parts: list[tuple[Any, ...]] = []
         if query.end > query.start and query.names != ():
@@ -606,14 +607,16 @@ class CassandraStore:
             rows.sort(key=lambda r: (r[0], r[1]))
         at = {c: i for i, c in enumerate(raw)}
         columns: dict[str, list[Any]] = {c: [r[i] for r in rows] for c, i in at.items()}
-        if "user_id" in query.columns:
+        if resolve:
             devices = columns["device_id"]
             ties = self._identities(project, {d for d in devices if d is not None})
             columns["user_id"] = [u if u is not None else ties.get(d, d) for u, d in zip(
                 columns["distinct_user_id"], devices, strict=True)]
         if "dedupe_key" in columns:
             columns["dedupe_key"] = [_unsigned(k) for k in columns["dedupe_key"]]
-        types = {"time": pa.int64(), "dedupe_key": pa.uint64()}
+        if "user_key" in query.columns:
+            columns["user_key"] = user_keys(columns["user_id"])
+        types = {"time": pa.int64(), "dedupe_key": pa.uint64(), "user_key": pa.uint64()}
         return pa.Table.from_arrays(
             [pa.array(columns[c], types.get(c, pa.string())) for c in query.columns],
             names=list(query.columns))

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import xxhash
 
 from storage.ports import Enrichment, StoredEvents
 from stream.operators.sessionize import SessionRow
@@ -248,3 +249,12 @@ def profiles_table(rows: Sequence[Sequence[Any]]) -> pa.Table:
 
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
+
+
+def user_keys(users: Sequence[str]) -> list[int]:
+    """The ``user_key`` scan column for resolved user ids: a 64-bit hash, one per distinct
+    id (the embedded store uses DuckDB's own ``hash``; a key only means something within
+    one scan)."""
+    known = {u: xxhash.xxh3_64_intdigest(u.encode()) for u in set(users)}
+    return [known[u] for u in users]
+

@@ -99,7 +99,8 @@ LEFT JOIN profiles p ON p.project = s.project
 
 
 # Scan columns that are not plain event columns.
-_SCAN_SQL = {"user_id": "COALESCE(e.distinct_user_id, i.user_id, e.device_id)"}
+_RESOLVED = "COALESCE(e.distinct_user_id, i.user_id, e.device_id)"
+_SCAN_SQL = {"user_id": _RESOLVED, "user_key": f"hash({_RESOLVED})"}
 
 
 def _table(rows: Sequence[Sequence[Any]], columns: list[str], types: dict[str, Any]) -> pa.Table:

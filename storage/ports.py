@@ -71,7 +71,7 @@ class SessionQuery:
 EVENT_SCAN_COLUMNS = (
     "insert_id", "event_name", "category", "time", "session_id", "user_id", "device_id",
     "url", "properties", "city", "state", "country", "device_type", "os", "app_version",
-    "dedupe_key",
+    "dedupe_key", "user_key",
 )
 # The columns of ``ProfileStore.scan_profiles``: a user's profile as identify set it.
 PROFILE_COLUMNS = (

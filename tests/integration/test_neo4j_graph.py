@@ -90,6 +90,14 @@ def assert_same(neo: Neo4jJourneyGraph, nx: NetworkxJourneyGraph, project: str) 
     assert neo.transitions(project) == nx.transitions(project)
     for sid, steps in nx.sequences(project):
         assert neo.session_steps(project, sid) == steps
+    # the journeys path analysis reads: the same lists, sessions the graph lacks left out
+    ids = sorted({sid for sid, _ in nx.sequences(project)} | {"nowhere"})
+    by_session = {r["session_id"]: (r["event_name"], r["url"])
+                  for r in neo.journeys(project, ids).to_pylist()}
+    assert by_session == {r["session_id"]: (r["event_name"], r["url"])
+                          for r in nx.journeys(project, ids).to_pylist()}
+    assert by_session == {sid: ([n for n, _ in steps], [u for _, u in steps])
+                          for sid, steps in nx.sequences(project)}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -178,6 +186,20 @@ def test_model_is_linked_for_browser_queries(graph: Neo4jJourneyGraph, project: 
         "RETURN [s IN nodes(path) | [(s)-[:IS]->(t:EventType) | t.name][0]] AS names",
         p=project)
     assert [r["names"] for r in records] == [["App Launch", "Search", "Purchase", "App Close"]]
+
+
+def test_sessions_written_before_journeys_get_them_at_start(neo4j_uri: str,
+                                                           graph: Neo4jJourneyGraph,
+                                                           project: str) -> None:
+    changes = GraphChanges()
+    for name, url in (("App Launch", "/"), ("Search", None)):
+        changes.append((project, "s1"), "u1", (name, url))
+    graph.apply(changes)
+    graph._driver.execute_query(  # as an older release left it
+        "MATCH (s:Session {project: $p}) REMOVE s.names, s.urls", p=project)
+    Neo4jJourneyGraph(neo4j_uri).close()
+    assert graph.journeys(project, ["s1"]).to_pylist() == [
+        {"session_id": "s1", "event_name": ["App Launch", "Search"], "url": ["/", None]}]
 
 
 def test_constraints_exist_and_creation_is_idempotent(neo4j_uri: str) -> None:

@@ -42,3 +42,21 @@ def test_projects_are_isolated() -> None:
     g.apply(GraphChanges(appended={("a", "s"): steps("X", "Y")}))
     assert g.transitions("b") == []
     assert g.session_steps("b", "s") == []
+
+
+def test_journeys_hand_back_the_asked_sessions_as_lists() -> None:
+    g = NetworkxJourneyGraph()
+    changes = GraphChanges()
+    for sid, steps in (("s1", [("App Launch", "/"), ("Search", None), ("App Launch", "/")]),
+                       ("s2", [("Purchase", "/done")]), ("s3", [("Search", "/s")])):
+        for step in steps:
+            changes.append(("p", sid), "u", step)
+    changes.append(("q", "s4"), "u", ("Search", "/q"))
+    g.apply(changes)
+    table = g.journeys("p", ["s2", "gone", "s1", "s4"])
+    assert table.to_pylist() == [
+        {"session_id": "s2", "event_name": ["Purchase"], "url": ["/done"]},
+        {"session_id": "s1", "event_name": ["App Launch", "Search", "App Launch"],
+         "url": ["/", None, "/"]}]
+    assert g.journeys("p", []).num_rows == 0
+    assert NetworkxJourneyGraph().journeys("p", ["s1"]).num_rows == 0

@@ -185,7 +185,7 @@ def test_retention_fetch() -> None:
     unbounded = RetentionQuery(COHORT_WINDOW, "WEEK", 4, "App Launch", mode="ON_OR_AFTER")
     assert retention_fetch(unbounded, late) == EventFetch(None, 0, late + 1)
     anything = RetentionQuery(COHORT_WINDOW, "WEEK", 4)
-    assert retention_fetch(anything, late).columns == ("user_id", "time")
+    assert retention_fetch(anything, late).columns == ("user_key", "time")
 
 
 # --- churn and lifecycle --------------------------------------------------------------
@@ -245,7 +245,7 @@ def test_churn_and_lifecycle_edges() -> None:
 
 def test_churn_and_lifecycle_fetch() -> None:
     late = ms("2026-12-31T00:00")
-    any_event = ("user_id", "time")  # no names needed
+    any_event = ("user_key", "time")  # no names needed
     assert churn_fetch(PeriodQuery(PERIOD_WINDOW), NOW) == EventFetch(
         None, ms("2026-10-26T00:00"), NOW + 1, any_event)
     assert churn_fetch(PeriodQuery(PERIOD_WINDOW), late) == EventFetch(
