@@ -59,6 +59,7 @@ class CEPGraphQL(GraphQL[Context, None]):
             events=p.store, profiles=p.store,
             project_settings=p.control.settings,
             update_project_settings=p.control.update_settings,
+            graph=p.graph,
         )
 
 

@@ -273,9 +273,11 @@ class Neo4jJourneyGraph:
                  for r in records]
         return sorted(edges, key=lambda t: (-t.count, t.source, t.target))
 
-    def journeys(self, project: str, session_ids: Sequence[str]) -> pa.Table:
+    def journeys(self, project: str, session_ids: Sequence[str] | pa.Array) -> pa.Table:
+        ids = (session_ids.to_pylist() if isinstance(session_ids, pa.Array)
+               else list(session_ids))
         records, _, _ = self._driver.execute_query(
-            _JOURNEYS, project=project, ids=list(session_ids), database_=self._database)
+            _JOURNEYS, project=project, ids=ids, database_=self._database)
         sessions, names, urls = [], [], []
         for r in records:
             sessions.append(r["session"])

@@ -14,18 +14,40 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from graph.ports import JOURNEY_SCHEMA, GraphChanges, Step, Transition
+
+
+@dataclass
+class _Snapshot:
+    """Every session's steps in columns, for reads of many sessions at once."""
+
+    ids: pa.Array  # session ids
+    offsets: np.ndarray[Any, np.dtype[np.int64]]  # session i: steps[offsets[i]:offsets[i+1]]
+    steps: np.ndarray[Any, np.dtype[np.uint32]]  # interned step ids
 
 
 @dataclass
 class _Project:
     sequences: dict[str, array[int]] = field(default_factory=dict)
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    snapshot: _Snapshot | None = None  # dropped by every write to the project
+
+    def columns(self) -> _Snapshot:
+        if self.snapshot is None:
+            seqs = self.sequences
+            lengths = np.fromiter(map(len, seqs.values()), np.int64, len(seqs))
+            offsets = np.zeros(len(seqs) + 1, np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            steps = np.frombuffer(b"".join(a.tobytes() for a in seqs.values()), np.uint32)
+            self.snapshot = _Snapshot(pa.array(list(seqs), pa.string()), offsets, steps)
+        return self.snapshot
 
 
 class NetworkxJourneyGraph:
@@ -39,6 +61,9 @@ class NetworkxJourneyGraph:
 
     def apply(self, changes: GraphChanges) -> None:
         with self._lock:
+            for project, _ in (*changes.removed, *changes.replaced, *changes.appended,
+                               *changes.positioned):
+                self._project(project).snapshot = None
             for project, sid in changes.removed:
                 self._set(project, sid, None)
             for (project, sid), steps in changes.replaced.items():
@@ -62,7 +87,7 @@ class NetworkxJourneyGraph:
     def rebuild(self, rows: Iterable[tuple[str, str, str, str | None]]) -> None:
         """Load from ``(project, session_id, event_name, url)`` rows in step order."""
         with self._lock:
-            self._projects.clear()
+            self._projects.clear()  # snapshots included
             for project, sid, name, url in rows:
                 p = self._project(project)
                 seq = p.sequences.get(sid)
@@ -135,27 +160,37 @@ class NetworkxJourneyGraph:
         with self._lock:
             return len(self._project(project).sequences)
 
-    def journeys(self, project: str, session_ids: Sequence[str]) -> pa.Table:
+    def journeys(self, project: str, session_ids: Sequence[str] | pa.Array) -> pa.Table:
         with self._lock:
-            sequences = self._project(project).sequences
-            found = [(sid, seq) for sid in session_ids
-                     if (seq := sequences.get(sid)) is not None]
+            snap = self._project(project).columns()
             steps = list(self._steps)
-        lengths = np.fromiter((len(seq) for _, seq in found), np.int64, len(found))
-        offsets = np.zeros(len(found) + 1, np.int32)
+        wanted = pa.array(session_ids, pa.string()) if not isinstance(
+            session_ids, pa.Array) else session_ids
+        at = pc.index_in(wanted, value_set=snap.ids)
+        found = np.asarray(at.drop_null().to_numpy(), np.int64)
+        lengths = snap.offsets[found + 1] - snap.offsets[found]
+        offsets = np.zeros(len(found) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        flat = np.frombuffer(b"".join(seq.tobytes() for _, seq in found), np.uint32)
-        # interned step ids → codes into the distinct names and urls
-        names, name_of = np.unique(np.array([n for n, _ in steps] or [""], object),
-                                   return_inverse=True)
-        name_col = pa.DictionaryArray.from_arrays(
-            pa.array(name_of[flat].astype(np.int32)), pa.array(names.tolist(), pa.string()))
-        url_col = pa.DictionaryArray.from_arrays(pa.array(flat.astype(np.int32)),
-                                                 pa.array([u for _, u in steps], pa.string()))
-        off = pa.array(offsets)
+        # the steps of each found session, in order: run i starts at snap.offsets[found[i]]
+        gather = np.arange(int(offsets[-1]), dtype=np.int64) + np.repeat(
+            snap.offsets[found] - offsets[:-1], lengths)
+        flat = snap.steps[gather].astype(np.int64)
+        off = pa.array(offsets.astype(np.int32))
         return pa.Table.from_arrays(
-            [pa.array([sid for sid, _ in found], pa.string()),
-             pa.ListArray.from_arrays(off, name_col.cast(pa.string())),
-             pa.ListArray.from_arrays(off, url_col.cast(pa.string()))],
-            schema=JOURNEY_SCHEMA)
+            [snap.ids.take(pa.array(found)),
+             pa.ListArray.from_arrays(off, _dictionary([n for n, _ in steps], flat)),
+             pa.ListArray.from_arrays(off, _dictionary([u for _, u in steps], flat))],
+            names=JOURNEY_SCHEMA.names)
+
+
+def _dictionary(values: list[str | None], codes: np.ndarray[Any, Any]) -> pa.DictionaryArray:
+    """``values[codes]`` dictionary-encoded over the distinct non-null values (a null value
+    is a null index): readers get codes without hashing a million strings again."""
+    distinct, inverse = np.unique(np.array([v or "" for v in values] or [""], object),
+                                  return_inverse=True)
+    index = inverse.astype(np.int32)
+    index[[i for i, v in enumerate(values) if v is None]] = -1
+    picked = index[codes]
+    return pa.DictionaryArray.from_arrays(pa.array(picked, mask=picked < 0),
+                                          pa.array(distinct.tolist(), pa.string()))
 

@@ -58,10 +58,11 @@ class JourneyGraph(Protocol):
 
     def transitions(self, project: str) -> list[Transition]: ...
 
-    def journeys(self, project: str, session_ids: Sequence[str]) -> pa.Table:
+    def journeys(self, project: str, session_ids: Sequence[str] | pa.Array) -> pa.Table:
         """The steps of those of ``session_ids`` the graph holds, one row per session:
-        ``session_id`` (string), ``event_name`` and ``url`` (lists of strings, step order;
-        a url may be null). Path analysis (``graph.paths``) reads only this."""
+        ``session_id`` (string), ``event_name`` and ``url`` (lists of strings, maybe
+        dictionary-encoded, in step order; a url may be null). Path analysis
+        (``graph.paths``) reads only this."""
         ...
 
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from graph.ports import JourneyGraph
 from resolvers.errors import api_error
 from storage.ports import DeadLetterStore, EventStore, ProfileStore, SessionStore
 
@@ -39,6 +40,7 @@ class Context:
     profiles: ProfileStore | None = None
     project_settings: Callable[[str], dict[str, Any]] | None = None
     update_project_settings: Callable[[str, dict[str, Any]], Any] | None = None
+    graph: JourneyGraph | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:

@@ -19,6 +19,7 @@ from resolvers.errors import api_error, bad_input, is_public
 from resolvers.schema_common import page_size, segment_sessions, window_of
 from resolvers.schema_engagement import EngagementQueries
 from resolvers.schema_funnels import FunnelQueries
+from resolvers.schema_paths import PathQueries
 from resolvers.schema_retention import RetentionQueries
 from resolvers.schema_segments import SegmentMutations, SegmentQueries
 from resolvers.sessions import compute_session_metrics, encode_cursor, page_sessions
@@ -329,7 +330,7 @@ class IngestMutations:
 
 @strawberry.type
 class Query(SessionQueries, EngagementQueries, FunnelQueries, SegmentQueries,
-            RetentionQueries, ContractQueries, AboutQueries):
+            RetentionQueries, PathQueries, ContractQueries, AboutQueries):
     pass
 
 

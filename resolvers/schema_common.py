@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pyarrow as pa
@@ -44,10 +45,12 @@ def session_query(
 
 
 async def segment_sessions(ctx: Any, project: str, w: Window, flt: SegmentFilter | None,
-                    path: str) -> pa.Table:
+                           path: str, columns: tuple[str, ...] | None = None,
+                           ordered: bool = True) -> pa.Table:
     """Sessions starting in ``w`` whose own place and device match ``flt``, of users who
-    match its user-level part (demographics, traits, behaviour in ``w``)."""
-    table: pa.Table = await ctx.call(ctx.sessions.scan_sessions, project,
-                                     session_query(w, flt))
+    match its user-level part (demographics, traits, behaviour in ``w``); at least
+    ``columns`` (all when ``None``), by start time when ``ordered``."""
+    query = dataclasses.replace(session_query(w, flt), columns=columns, ordered=ordered)
+    table: pa.Table = await ctx.call(ctx.sessions.scan_sessions, project, query)
     users = await Reader(ctx, project).segment_users(user_level(to_segment(flt, path)), w)
     return only_users(table, users, "resolved_user")

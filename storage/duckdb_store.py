@@ -84,6 +84,16 @@ SELECT project, user_id,
 FROM profile_traits GROUP BY project, user_id;
 """
 
+# Without place or device columns the profiles (a GROUP BY over every trait) are not needed.
+SESSIONS_LEAN = """
+SELECT s.*, COALESCE(s.user_id, i.user_id, s.device_id) AS resolved_user
+FROM sessions s
+LEFT JOIN identities i ON i.project = s.project AND i.device_id = s.device_id
+"""
+
+_SESSION_SCAN = {*_SESSION_COLUMNS, "resolved_user", "r_city", "r_state", "r_country",
+                 "r_postal_code", "r_lat", "r_long", "r_device_type", "r_os"}
+
 SESSIONS_RESOLVED = """
 SELECT s.*, COALESCE(s.user_id, i.user_id, s.device_id) AS resolved_user,
     COALESCE(p.city, s.city) AS r_city, COALESCE(p.state, s.state) AS r_state,
@@ -321,10 +331,17 @@ class DuckDBStore:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        wanted = query.columns
+        if wanted is not None and not set(wanted) <= _SESSION_SCAN:
+            raise ValueError(f"columns: not scannable: {sorted(set(wanted) - _SESSION_SCAN)}")
+        profiled = wanted is None or any(c.startswith("r_") for c in [*wanted, *where])
+        select = "*" if wanted is None else ", ".join(dict.fromkeys(wanted))
         sql = (
-            f"SELECT * FROM ({SESSIONS_RESOLVED}) WHERE {' AND '.join(where)} "
-            "ORDER BY start_time, session_id"
+            f"SELECT {select} FROM ({SESSIONS_RESOLVED if profiled else SESSIONS_LEAN}) "
+            f"WHERE {' AND '.join(where)}"
         )
+        if query.ordered:
+            sql += " ORDER BY start_time, session_id"
         return self.cursor().sql(sql, params=params).to_arrow_table()
 
     def session(self, project: str, session_id: str) -> pa.Table:

@@ -52,7 +52,9 @@ class WriteBatch:
 
 @dataclass(frozen=True, slots=True)
 class SessionQuery:
-    """Which sessions to hand back: those starting in ``[start, end)`` matching filters."""
+    """Which sessions to hand back: those starting in ``[start, end)`` matching filters,
+    ordered by ``(start_time, session_id)`` when ``ordered``. ``columns`` names the columns
+    the caller reads (``None``: all); a store may hand back more, never fewer."""
 
     start: int
     end: int
@@ -65,6 +67,8 @@ class SessionQuery:
     user_id: str | None = None
     device_id: str | None = None
     converted: bool | None = None
+    columns: tuple[str, ...] | None = None
+    ordered: bool = True
 
 
 # The columns ``EventStore.scan_events`` can hand back (see resolvers/frames.py for each).
