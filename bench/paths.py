@@ -74,13 +74,11 @@ def baseline(db: Path, project: str) -> float:
     return ms
 
 
-def load_neo4j(graph: Any, db: Path, project: str, batch: int = 2_000) -> int:
-    """Every session of the store into Neo4j as whole sequences (idempotent)."""
-    import duckdb
-
+def load_neo4j(graph: Any, con: Any, project: str, batch: int = 2_000) -> int:
+    """Every session of the store (a DuckDB connection) into Neo4j as whole sequences
+    (idempotent)."""
     from graph.ports import GraphChanges
 
-    con = duckdb.connect(str(db), read_only=True)
     keys = dict(con.execute("SELECT session_id, session_key FROM sessions WHERE project = ?",
                             [project]).fetchall())
     reader = con.sql(
@@ -99,7 +97,6 @@ def load_neo4j(graph: Any, db: Path, project: str, batch: int = 2_000) -> int:
         rate = steps / (time.perf_counter() - started)
         print(f"\r  loaded {steps:,} steps into Neo4j ({rate:,.0f}/s)", end="", flush=True)
     print()
-    con.close()
     return steps
 
 
@@ -122,7 +119,7 @@ def neo4j_timings(data: Path, keys: dict[str, Any]) -> dict[str, float]:
         sessions = store.scan_sessions(project, SessionQuery(start=now - 30 * 86_400_000,
                                                              end=now + 1))
         if graph.sessions_count(project) < sessions.num_rows:
-            load_neo4j(graph, data / "events.duckdb", project)
+            load_neo4j(graph, store.cursor(), project)
         runs: dict[str, Callable[[], Any]] = {
             "paths to Purchase": lambda: p.compute_paths(
                 session_journeys(graph, project, sessions, PathBy.EVENT).journeys,

@@ -35,6 +35,7 @@ from resolvers.types import SegmentFilter, TimeWindow
 MAX_LENGTH = 50
 MAX_TOP = 1000
 MAX_DEPTH = 20
+MAX_LINKS = 10_000
 
 
 @strawberry.enum(description="What a path's steps are: event names, or pages (urls).")
@@ -224,21 +225,26 @@ class PathQueries:
 
     @strawberry.field(description="Sessions' first maxDepth steps as nodes (depth:label) and "
                                   "links counted in sessions, with drop-off as a node; links "
-                                  "under minCount sessions are left out.")
+                                  "under minCount sessions are left out, and only the "
+                                  "maxLinks strongest are kept (then nodes left without a "
+                                  "link go too).")
     async def journey_graph(self, info: strawberry.Info, window: TimeWindow | None = None,
                             min_count: int = 1, by: PathBy = PathBy.EVENT,
                             segment: SegmentFilter | None = None,
-                            max_depth: int = 5) -> JourneyGraph:
+                            max_depth: int = 5, max_links: int = 500) -> JourneyGraph:
         _check("minCount", min_count, 1, 1 << 31)
         _check("maxDepth", max_depth, 1, MAX_DEPTH)
+        _check("maxLinks", max_links, 1, MAX_LINKS)
         read = await _journeys(info, window, segment, by)
         g = compute_journey_graph(read.journeys, max_depth, min_count)
+        links = g.links[:max_links]  # strongest first
+        linked = {x.source for x in links} | {x.target for x in links}
         return JourneyGraph(
             sessions=int(np.count_nonzero(np.diff(read.journeys.offsets))),
             nodes=[JourneyNode(id=n.id, label=n.label, depth=n.depth, count=n.count)
-                   for n in g.nodes],
+                   for n in g.nodes if n.id in linked],
             links=[JourneyLink(source=x.source, target=x.target, count=x.count)
-                   for x in g.links])
+                   for x in links])
 
     @strawberry.field(description="Sessions that reached `target` against the rest: their "
                                   "commonest paths and the step runs that set them apart.")

@@ -79,7 +79,9 @@ def test_journey_graph_is_a_sankey_with_drop_off(shop: Project) -> None:
         all: journeyGraph(window: {last: "1d"}, maxDepth: 3) {
             sessions nodes { id label depth count } links { source target count } }
         busy: journeyGraph(window: {last: "1d"}, maxDepth: 3, minCount: 2) {
-            nodes { id count } links { source target count } } }""")
+            nodes { id count } links { source target count } }
+        strongest: journeyGraph(window: {last: "1d"}, maxDepth: 3, maxLinks: 1) {
+            nodes { id } links { source target } } }""")
     assert data["all"] == {
         "sessions": 5,
         "nodes": [
@@ -100,6 +102,9 @@ def test_journey_graph_is_a_sankey_with_drop_off(shop: Project) -> None:
                   {"id": "3:Product View", "count": 3}],
         "links": [{"source": "1:App Launch", "target": "2:Search", "count": 3},
                   {"source": "2:Search", "target": "3:Product View", "count": 3}]}
+    assert data["strongest"] == {
+        "nodes": [{"id": "1:App Launch"}, {"id": "2:Search"}],
+        "links": [{"source": "1:App Launch", "target": "2:Search"}]}
 
 
 def test_compare_converters_with_the_rest(shop: Project) -> None:
