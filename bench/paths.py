@@ -84,7 +84,7 @@ def load_neo4j(graph: Any, con: Any, project: str, batch: int = 2_000) -> int:
     reader = con.sql(
         "SELECT session_id, list(event_name ORDER BY time, insert_id), "
         "list(url ORDER BY time, insert_id) FROM events WHERE project = $p "
-        "GROUP BY session_id", params={"p": project}).fetch_arrow_reader(batch)
+        "GROUP BY session_id", params={"p": project}).to_arrow_reader(batch)
     steps, started = 0, time.perf_counter()
     for chunk in reader:
         changes = GraphChanges()

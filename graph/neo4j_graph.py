@@ -6,10 +6,12 @@ Model, every node carrying ``project`` and every MERGE keyed by it::
     (:Step {project, session, index, name, url})-[:IS]->(:EventType {project, name})
     (:EventType)-[:LEADS_TO {count, sessions}]->(:EventType)
 
-A session also carries its whole journey as two lists, ``names`` and ``urls`` (``""`` for
-no url: Neo4j lists hold no nulls), rewritten whenever its steps change: path analysis
-reads a hundred thousand sessions' journeys as many property reads instead of walking a
-million ``Step`` nodes (``journeys``).
+A session also carries its whole journey as one JSON string, ``journey`` =
+``{"n": [names…], "u": [urls or null…]}``, rewritten whenever its steps change: path
+analysis reads a hundred thousand sessions' journeys as two collected lists in one record
+instead of walking a million ``Step`` nodes. The driver spends ~20 µs on each record and
+each list item it decodes, so one record of JSON strings (parsed by Arrow's JSON reader)
+is what keeps 80k sessions under a second (docs/decisions.md).
 
 ``User.id`` is the session key (the user, else the device). ``LEADS_TO.count`` is how often
 one step directly followed the other, ``sessions`` in how many sessions — the same numbers
@@ -28,11 +30,14 @@ idempotent. All Cypher is parameterized and batched with UNWIND.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import orjson
 import pyarrow as pa
+import pyarrow.json as pajson
 from neo4j import Driver, GraphDatabase, ManagedTransaction, NotificationDisabledClassification
 
 from graph.ports import JOURNEY_SCHEMA, GraphChanges, SessionRef, Step, Transition
@@ -85,25 +90,26 @@ MERGE (u)-[:HAD]->(s)
 _SET_JOURNEYS = """
 UNWIND $rows AS row
 MATCH (s:Session {project: row.project, id: row.session})
-SET s.names = row.names, s.urls = row.urls
+SET s.journey = row.journey
 """
 
 # Sessions written before journeys were kept on them get theirs from their steps.
-_BACKFILL_JOURNEYS = """
-MATCH (s:Session) WHERE s.names IS NULL
-CALL (s) {
-  OPTIONAL MATCH (st:Step {project: s.project, session: s.id})
-  WITH s, st ORDER BY st.index
-  WITH s, collect(st) AS steps
-  SET s.names = [x IN steps | x.name], s.urls = [x IN steps | coalesce(x.url, '')]
-} IN TRANSACTIONS OF 10000 ROWS
+_WITHOUT_JOURNEY = """
+MATCH (s:Session) WHERE s.journey IS NULL
+WITH s LIMIT $batch
+OPTIONAL MATCH (st:Step {project: s.project, session: s.id})
+WITH s, st ORDER BY st.index
+WITH s, collect(st) AS steps
+RETURN s.project AS project, s.id AS session, [x IN steps | [x.name, x.url]] AS steps
 """
 
 _JOURNEYS = """
 UNWIND $ids AS id
 MATCH (s:Session {project: $project, id: id})
-RETURN s.id AS session, s.names AS names, s.urls AS urls
+RETURN collect(s.id) AS sessions, collect(s.journey) AS journeys
 """
+_JOURNEY_JSON = pa.schema([("n", pa.list_(pa.string())), ("u", pa.list_(pa.string()))])
+_READ_CHUNK = 50_000  # session ids per read query
 
 _EVENT_TYPES = """
 UNWIND $rows AS row
@@ -161,8 +167,18 @@ class Neo4jJourneyGraph:
         # New indexes fill in the background; until then every MATCH would scan labels.
         self._driver.execute_query("CALL db.awaitIndexes($seconds)", seconds=300,
                                    database_=database)
-        with self._driver.session(database=database) as session:
-            session.run(_BACKFILL_JOURNEYS).consume()
+        self._backfill_journeys()
+
+    def _backfill_journeys(self, batch: int = 5_000) -> None:
+        while True:
+            records, _, _ = self._driver.execute_query(_WITHOUT_JOURNEY, batch=batch,
+                                                       database_=self._database)
+            if not records:
+                return
+            self._driver.execute_query(_SET_JOURNEYS, rows=[
+                {"project": r["project"], "session": r["session"],
+                 "journey": _journey([(n, u) for n, u in r["steps"]])} for r in records],
+                database_=self._database)
 
     def close(self) -> None:
         self._driver.close()
@@ -221,8 +237,7 @@ class Neo4jJourneyGraph:
                            for i, (n, u) in enumerate(after[keep:], start=keep))
                 if after != before or offset is not None:
                     journeys.append({"project": p, "session": sid,
-                                     "names": [n for n, _ in after],
-                                     "urls": [u or "" for _, u in after]})
+                                     "journey": _journey(after)})
             b_pairs, a_pairs = _pairs(p, before or []), _pairs(p, after or [])
             delta.update(a_pairs)
             delta.subtract(b_pairs)
@@ -276,22 +291,33 @@ class Neo4jJourneyGraph:
     def journeys(self, project: str, session_ids: Sequence[str] | pa.Array) -> pa.Table:
         ids = (session_ids.to_pylist() if isinstance(session_ids, pa.Array)
                else list(session_ids))
-        records, _, _ = self._driver.execute_query(
-            _JOURNEYS, project=project, ids=ids, database_=self._database)
-        sessions, names, urls = [], [], []
-        for r in records:
-            sessions.append(r["session"])
-            names.append(r["names"] or [])
-            urls.append([u or None for u in r["urls"] or []])
+        sessions: list[str] = []
+        texts: list[str] = []
+        for at in range(0, len(ids), _READ_CHUNK):
+            records, _, _ = self._driver.execute_query(
+                _JOURNEYS, project=project, ids=ids[at:at + _READ_CHUNK],
+                database_=self._database)
+            sessions += records[0]["sessions"]
+            texts += records[0]["journeys"]
+        if not texts:
+            return JOURNEY_SCHEMA.empty_table()
+        parsed = pajson.read_json(io.BytesIO("\n".join(texts).encode()),
+                                  parse_options=pajson.ParseOptions(
+                                      explicit_schema=_JOURNEY_JSON))
         return pa.Table.from_arrays(
-            [pa.array(sessions, pa.string()), pa.array(names, pa.list_(pa.string())),
-             pa.array(urls, pa.list_(pa.string()))], schema=JOURNEY_SCHEMA)
+            [pa.array(sessions, pa.string()), parsed.column("n"), parsed.column("u")],
+            schema=JOURNEY_SCHEMA)
 
     def sessions_count(self, project: str) -> int:
         records, _, _ = self._driver.execute_query(
             "MATCH (s:Session {project: $project}) RETURN count(s) AS n",
             project=project, database_=self._database)
         return int(records[0]["n"])
+
+
+def _journey(steps: list[Step]) -> str:
+    """A session's ``journey`` property: its steps' names and urls as JSON."""
+    return orjson.dumps({"n": [n for n, _ in steps], "u": [u for _, u in steps]}).decode()
 
 
 def _common_prefix(a: list[Step], b: list[Step]) -> int:

@@ -196,7 +196,7 @@ def test_sessions_written_before_journeys_get_them_at_start(neo4j_uri: str,
         changes.append((project, "s1"), "u1", (name, url))
     graph.apply(changes)
     graph._driver.execute_query(  # as an older release left it
-        "MATCH (s:Session {project: $p}) REMOVE s.names, s.urls", p=project)
+        "MATCH (s:Session {project: $p}) REMOVE s.journey", p=project)
     Neo4jJourneyGraph(neo4j_uri).close()
     assert graph.journeys(project, ["s1"]).to_pylist() == [
         {"session_id": "s1", "event_name": ["App Launch", "Search"], "url": ["/", None]}]
