@@ -299,14 +299,17 @@ class Neo4jJourneyGraph:
                 database_=self._database)
             sessions += records[0]["sessions"]
             texts += records[0]["journeys"]
-        if not texts:
-            return JOURNEY_SCHEMA.empty_table()
-        parsed = pajson.read_json(io.BytesIO("\n".join(texts).encode()),
-                                  parse_options=pajson.ParseOptions(
-                                      explicit_schema=_JOURNEY_JSON))
+        row_of = {sid: i for i, sid in enumerate(sessions)}
+        rows = pa.array([row_of.get(sid) for sid in ids], pa.int64())
+        if texts:
+            parsed = pajson.read_json(io.BytesIO("\n".join(texts).encode()),
+                                      parse_options=pajson.ParseOptions(
+                                          explicit_schema=_JOURNEY_JSON))
+        else:
+            parsed = _JOURNEY_JSON.empty_table()
         return pa.Table.from_arrays(
-            [pa.array(sessions, pa.string()), parsed.column("n"), parsed.column("u")],
-            schema=JOURNEY_SCHEMA)
+            [pa.array(ids, pa.string()), parsed.column("n").take(rows),
+             parsed.column("u").take(rows)], schema=JOURNEY_SCHEMA)
 
     def sessions_count(self, project: str) -> int:
         records, _, _ = self._driver.execute_query(

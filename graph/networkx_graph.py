@@ -56,6 +56,8 @@ class NetworkxJourneyGraph:
         self._projects: dict[str, _Project] = {}
         self._ids: dict[Step, int] = {}
         self._steps: list[Step] = []
+        # per interned step, codes of its name and url (-1: none) into these label lists
+        self._names, self._urls = _Labels(), _Labels()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -123,6 +125,8 @@ class NetworkxJourneyGraph:
         if i is None:
             i = self._ids[step] = len(self._steps)
             self._steps.append(step)
+            self._names.add(step[0])
+            self._urls.add(step[1])
         return i
 
     def _project(self, project: str) -> _Project:
@@ -163,34 +167,55 @@ class NetworkxJourneyGraph:
     def journeys(self, project: str, session_ids: Sequence[str] | pa.Array) -> pa.Table:
         with self._lock:
             snap = self._project(project).columns()
-            steps = list(self._steps)
+            names, urls = self._names.frozen(), self._urls.frozen()
         wanted = pa.array(session_ids, pa.string()) if not isinstance(
             session_ids, pa.Array) else session_ids
         at = pc.index_in(wanted, value_set=snap.ids)
-        found = np.asarray(at.drop_null().to_numpy(), np.int64)
-        lengths = snap.offsets[found + 1] - snap.offsets[found]
+        held = np.asarray(at.is_valid().to_numpy(zero_copy_only=False), bool)
+        found = np.asarray(at.fill_null(0).to_numpy(), np.int64)
+        lengths = np.zeros(len(found), np.int64)
+        lengths[held] = snap.offsets[found[held] + 1] - snap.offsets[found[held]]
         offsets = np.zeros(len(found) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        # the steps of each found session, in order: run i starts at snap.offsets[found[i]]
+        # the steps of each session, in order: run i starts at snap.offsets[found[i]]
         gather = np.arange(int(offsets[-1]), dtype=np.int64) + np.repeat(
             snap.offsets[found] - offsets[:-1], lengths)
         flat = snap.steps[gather].astype(np.int64)
         off = pa.array(offsets.astype(np.int32))
+        missing = pa.array(~held)
         return pa.Table.from_arrays(
-            [snap.ids.take(pa.array(found)),
-             pa.ListArray.from_arrays(off, _dictionary([n for n, _ in steps], flat)),
-             pa.ListArray.from_arrays(off, _dictionary([u for _, u in steps], flat))],
+            [wanted,
+             pa.ListArray.from_arrays(off, _dictionary(names, flat), mask=missing),
+             pa.ListArray.from_arrays(off, _dictionary(urls, flat), mask=missing)],
             names=JOURNEY_SCHEMA.names)
 
 
-def _dictionary(values: list[str | None], codes: np.ndarray[Any, Any]) -> pa.DictionaryArray:
-    """``values[codes]`` dictionary-encoded over the distinct non-null values (a null value
-    is a null index): readers get codes without hashing a million strings again."""
-    distinct, inverse = np.unique(np.array([v or "" for v in values] or [""], object),
-                                  return_inverse=True)
-    index = inverse.astype(np.int32)
-    index[[i for i, v in enumerate(values) if v is None]] = -1
-    picked = index[codes]
-    return pa.DictionaryArray.from_arrays(pa.array(picked, mask=picked < 0),
-                                          pa.array(distinct.tolist(), pa.string()))
+class _Labels:
+    """Distinct labels (names or urls) in first-seen order, and each interned step's code."""
 
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+        self.values: list[str] = []
+        self.of_step = array("i")
+
+    def add(self, label: str | None) -> None:
+        if label is None:
+            self.of_step.append(-1)
+            return
+        code = self.codes.get(label)
+        if code is None:
+            code = self.codes[label] = len(self.values)
+            self.values.append(label)
+        self.of_step.append(code)
+
+    def frozen(self) -> tuple[np.ndarray[Any, Any], pa.Array]:
+        return np.array(self.of_step, np.int32), pa.array(self.values, pa.string())
+
+
+def _dictionary(labels: tuple[np.ndarray[Any, Any], pa.Array],
+                steps: np.ndarray[Any, Any]) -> pa.DictionaryArray:
+    """The labels of interned ``steps``, dictionary-encoded (no label: a null index):
+    readers get codes without hashing a million strings again."""
+    of_step, values = labels
+    picked = of_step[steps]
+    return pa.DictionaryArray.from_arrays(pa.array(picked, mask=picked < 0), values)

@@ -59,10 +59,10 @@ class JourneyGraph(Protocol):
     def transitions(self, project: str) -> list[Transition]: ...
 
     def journeys(self, project: str, session_ids: Sequence[str] | pa.Array) -> pa.Table:
-        """The steps of those of ``session_ids`` the graph holds, one row per session:
+        """The steps of ``session_ids``, one row per id in the order given:
         ``session_id`` (string), ``event_name`` and ``url`` (lists of strings, maybe
-        dictionary-encoded, in step order; a url may be null). Path analysis
-        (``graph.paths``) reads only this."""
+        dictionary-encoded, in step order; a url may be null). A session the graph does
+        not hold has null lists. Path analysis (``graph.paths``) reads only this."""
         ...
 
 

@@ -162,8 +162,10 @@ def session_journeys(graph: Any, project: str, sessions: pa.Table,
     as event names or as pages."""
     ids = sessions.column("session_id").combine_chunks()
     table: pa.Table = graph.journeys(project, ids)
-    at = pc.index_in(table.column("session_id"), value_set=sessions.column("session_id"))
-    users = sessions.column("resolved_user").take(at)
+    users = sessions.column("resolved_user")
+    held = pc.is_valid(table.column("event_name"))
+    if not pc.all(held).as_py():  # sessions the graph does not hold (yet): no journey
+        table, users = table.filter(held), users.filter(held)
     column = table.column("event_name" if by is PathBy.EVENT else "url").combine_chunks()
     lists = column if isinstance(column, pa.ListArray) else pa.array([], column.type)
     offsets = np.asarray(lists.offsets.to_numpy(), np.int64)
