@@ -235,7 +235,7 @@ def funnel_fetch(query: FunnelQuery) -> FunnelFetch:
     keys = [f.key for s in query.steps for f in s.where]
     keys += [f.key for x in query.exclusions for f in x.where]
     keys += list(query.hold_constant) + ([query.breakdown] if query.breakdown else [])
-    columns = ["time", "dedupe_key", "event_name", "user_id"]
+    columns = ["time", "dedupe_key", "event_name", "user_key"]  # + user_id for user lists
     if query.count_by == "SESSIONS":
         columns.append("session_id")
     columns += sorted({k for k in keys if k in EVENT_ATTRIBUTES} - set(columns))
@@ -277,7 +277,8 @@ class _Funnel:
     """Rows sorted by (unit, [held values,] row order), every attempt's reach, and the
     attempt that counts per unit (optionally per unit and split value)."""
 
-    def __init__(self, events: pa.Table, query: FunnelQuery, split_by: str | None = None):
+    def __init__(self, events: pa.Table, query: FunnelQuery, split_by: str | None = None,
+                 by_ids: bool = False):
         self.q = query
         self.k = len(query.steps)
         self.window = query.conversion_window_ms
@@ -294,7 +295,9 @@ class _Funnel:
         if query.count_by == "SESSIONS":
             keep &= np.asarray(pc.is_valid(events.column("session_id")), dtype=bool)
         rows = np.flatnonzero(keep)
-        user, self.users = _codes(events.column("user_id").take(rows))
+        # users by their 64-bit key unless their ids are wanted (or there is no key)
+        by_key = not by_ids and "user_key" in events.column_names
+        user, self.users = _codes(events.column("user_key" if by_key else "user_id").take(rows))
         session = (_codes(events.column("session_id").take(rows))[0]
                    if query.count_by == "SESSIONS" else np.zeros(len(rows), np.int64))
         hold = (_value_codes(events.take(rows), query.hold_constant) if query.hold_constant
@@ -581,7 +584,7 @@ def compute_funnel_users(events: pa.Table, query: FunnelQuery, step: int,
     users of the sessions that did; breakdown is ignored."""
     validate_funnel(query)
     validate_funnel_users(query, step, dropped)
-    funnel = _Funnel(events, query)
+    funnel = _Funnel(events, query, by_ids=True)
     paths = funnel.counted(split=False)
     k = step - 1
     mask = paths.done[:, k]

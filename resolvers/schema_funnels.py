@@ -135,14 +135,16 @@ def _query(ctx: Any, steps: list[FunnelStepInput], window: TimeWindow | None,
     return query
 
 
-async def _events(ctx: Any, project: str, query: FunnelQuery, segment: SegmentFilter | None
-                  ) -> Any:
+async def _events(ctx: Any, project: str, query: FunnelQuery, segment: SegmentFilter | None,
+                  ids: bool = False) -> Any:
+    """The funnel's events; with their users' ids when ``ids`` or a segment needs them."""
     fetch = funnel_fetch(query)
     reader = Reader(ctx, project)
+    users = await reader.segment_users(to_segment(segment), Window(query.start, query.end))
+    columns = fetch.columns + (("user_id",) if ids or users is not None else ())
     events = await reader.events(fetch.start, fetch.end,
                                  None if fetch.all_events else fetch.event_names,
-                                 fetch.columns, ordered=False)
-    users = await reader.segment_users(to_segment(segment), Window(query.start, query.end))
+                                 columns, ordered=False)
     # the segment's behaviour filters count in the funnel's window
     return only_users(events, users)
 
@@ -194,7 +196,8 @@ class FunnelQueries:
         query = _query(ctx, steps, window, conversion_window, order, exclusions,
                        hold_constant, count_by, None)
         validate_funnel_users(query, step, dropped)
-        users = compute_funnel_users(await _events(ctx, project, query, segment), query,
+        users = compute_funnel_users(await _events(ctx, project, query, segment, ids=True),
+                                     query,
                                      step, dropped)
         start = 0
         if after:

@@ -343,7 +343,7 @@ def test_fetch_plan() -> None:
     plan = funnel_fetch(q)
     assert (plan.event_names, plan.all_events) == (("A", "B", "X"), False)
     assert (plan.start, plan.end) == (ms("00:00"), ms("2026-11-03T01:00"))
-    assert plan.columns == ("time", "dedupe_key", "event_name", "user_id", "session_id",
+    assert plan.columns == ("time", "dedupe_key", "event_name", "user_key", "session_id",
                             "country", "os", "properties")
     assert funnel_fetch(query("A", order="STRICT")).all_events
 
