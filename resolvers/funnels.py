@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from resolvers.errors import bad_input
-from resolvers.filters import OPS, where_mask
+from resolvers.filters import where_mask
 from resolvers.frames import (
     EVENT_ATTRIBUTES,
     encode,
@@ -49,6 +49,7 @@ from resolvers.frames import (
     property_values,
 )
 from resolvers.funnel_search import Search
+from stream.operators.match import OPS
 
 Arr = NDArray[Any]
 ORDERS = ("ORDERED", "STRICT", "ANY")

@@ -16,7 +16,6 @@ from graphql import GraphQLError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolvers.filters import value_matches
 from resolvers.frames import EVENT_ATTRIBUTES
 from resolvers.funnels import (
     FunnelBreakdown,
@@ -32,6 +31,7 @@ from resolvers.funnels import (
     compute_funnel_users,
     funnel_fetch,
 )
+from stream.operators.match import value_matches
 from tests.unit.tables import events_table
 from tests.unit.tables import ms as iso_ms
 
