@@ -6,17 +6,23 @@ gateway's lifespan, the CLI and the tests all go through here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from clients.channels import ChannelSettings
+from gateway.campaigns import Campaigns
 from gateway.ingest import Ingestor
 from gateway.settings import Settings
 from graph.networkx_graph import NetworkxJourneyGraph
 from graph.ports import GraphChanges
+from storage.campaigns import CampaignStore
 from storage.control import ControlStore
 from storage.duckdb_store import DuckDBStore
 from storage.live import InProcessLiveStore
@@ -81,6 +87,8 @@ class Platform:
     runner: EmbeddedRunner
     graph: NetworkxJourneyGraph
     live: InProcessLiveStore
+    campaigns: Campaigns
+    _worker: asyncio.Task[None] | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, start_runner: bool = True) -> Platform:
@@ -106,20 +114,28 @@ class Platform:
             if batch.events:
                 live.publish(batch.events)
 
+        campaigns = Campaigns(CampaignStore(data / "campaigns.sqlite"), store,
+                              ChannelSettings.from_env(os.environ), store.ties(), now_ms)
         runner = EmbeddedRunner(event_log, store, enricher,
                                 rules_for=lambda p: project_rules(control, registry, p),
-                                on_commit=committed)
+                                on_commit=committed, before_commit=campaigns.before_commit)
         platform = cls(settings, control, store, event_log, registry, geo, ingestor, runner,
-                       graph, live)
+                       graph, live, campaigns)
         if start_runner:
             runner.start()
         return platform
 
     async def start(self) -> None:
-        """Nothing asynchronous to start in the embedded profile (see DistributedPlatform)."""
+        """The campaign delivery worker (timers fire on the wall clock once caught up)."""
+        self._worker = asyncio.create_task(
+            self.campaigns.run(lambda: self.log.pending_items == 0))
 
     async def stop(self) -> None:
-        pass
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
 
     async def pipeline(self) -> tuple[int, int, bool]:
         return (self.log.pending_items, self.runner.processed_events, self.runner.error is None)
@@ -150,5 +166,6 @@ class Platform:
         self.log.close()
         self.runner.stop(drain=True)
         self.store.close()
+        self.campaigns.store.close()
         self.control.close()
         self.geo.close()

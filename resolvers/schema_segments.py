@@ -140,7 +140,7 @@ def _cased(value: Any, camel: bool) -> Any:
     return out
 
 
-def _filter_input(saved: dict[str, Any]) -> SegmentFilter:
+def filter_input(saved: dict[str, Any]) -> SegmentFilter:
     """A saved filter (its GraphQL input as JSON) back into the input type."""
     data: dict[str, Any] = _cased(saved, camel=False)
 
@@ -166,7 +166,7 @@ async def resolve_filter(ctx: Any, project: str, flt: SegmentFilter | None,
     found = _saved(ctx, project).get(saved)
     if found is None:
         raise bad_input("savedSegment", f"no saved segment named {saved!r}")
-    return _filter_input(found)
+    return filter_input(found)
 
 
 @strawberry.type
@@ -232,7 +232,7 @@ class SegmentMutations:
         saved = dict(_saved(ctx, project))
         if name not in saved and len(saved) >= MAX_SAVED:
             raise bad_input("name", f"at most {MAX_SAVED} saved segments per project")
-        data = _plain(dataclasses.asdict(filter))
+        data = plain_filter(dataclasses.asdict(filter))
         saved[name] = data
         ctx.update_project_settings(project, {SAVED_KEY: saved})
         return SavedSegment(name=name, filter=cast(JSON, data))
@@ -248,7 +248,7 @@ class SegmentMutations:
         return True
 
 
-def _plain(data: dict[str, Any]) -> dict[str, Any]:
+def plain_filter(data: dict[str, Any]) -> dict[str, Any]:
     """The filter without unset fields, as JSON-safe values with GraphQL's field names (so
     it can be passed back as a ``filter`` variable)."""
     def unset_dropped(value: Any) -> Any:

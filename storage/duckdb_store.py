@@ -385,6 +385,12 @@ class DuckDBStore:
             sql += " ORDER BY e.time, e.insert_id"
         return self.cursor().sql(sql, params=params).to_arrow_table()
 
+    def ties(self) -> list[tuple[str, str, str]]:
+        """Every (project, device, user) tie."""
+        rows = self.cursor().execute(
+            "SELECT project, device_id, user_id FROM identities").fetchall()
+        return [(p, d, u) for p, d, u in rows]
+
     def scan_profiles(self, project: str, users: list[str]) -> pa.Table:
         rows: list[tuple[Any, ...]] = []
         if users:

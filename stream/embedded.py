@@ -100,6 +100,7 @@ class EmbeddedRunner:
         enricher: Enricher,
         rules_for: Callable[[str], SessionRules] = lambda _p: SessionRules(),
         on_commit: Callable[[WriteBatch, GraphChanges], None] | None = None,
+        before_commit: Callable[[WriteBatch], None] | None = None,
         max_read_bytes: int = 8 << 20,
         state_capacity: int = 200_000,
     ) -> None:
@@ -111,6 +112,7 @@ class EmbeddedRunner:
         self._rules_for = rules_for
         self._sessionizers: dict[str, Sessionizer] = {}
         self._on_commit = on_commit
+        self._before_commit = before_commit
         self._max_read = max_read_bytes
         self._capacity = state_capacity
         self._state: OrderedDict[GroupKey, SessionRow] = OrderedDict()
@@ -224,6 +226,8 @@ class EmbeddedRunner:
     def _commit(self, batch: WriteBatch, changes: GraphChanges, last_offset: int,
                 fresh: int) -> None:
         started, cpu = time.perf_counter(), time.thread_time()
+        if self._before_commit is not None:  # idempotent side state first: replays redo it
+            self._before_commit(batch)
         self._store.commit(batch)
         log.debug("committed step to offset %d: %d events, %d sessions in %.1f ms "
                   "(%.1f ms CPU)", batch.next_offset, len(batch.events), len(batch.sessions),
