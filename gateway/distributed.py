@@ -7,7 +7,8 @@ does the processing in between. Projects, keys and schemas stay in the control s
 mirrored into Redis (``cep:project-settings``) for the job, at start and on every change.
 
 ``open`` connects the blocking clients; ``start`` (in the server's event loop) starts the
-asynchronous ones: the Kafka producer and the lag monitor.
+asynchronous ones: the Kafka producer and the lag monitor. Live subscriptions read the
+Redis streams the job writes (``storage.redis_live``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from gateway.settings import Settings
 from graph.neo4j_graph import Neo4jJourneyGraph
 from storage.cassandra_store import CassandraStore
 from storage.control import ControlStore
+from storage.redis_live import RedisLiveStore
 from stream.contract.envelope import EnvelopeParser
 from stream.contract.registry import SchemaRegistry
 from stream.enrich.fetch import default_geo_paths
@@ -62,6 +64,7 @@ class DistributedPlatform:
     redis: redis.Redis
     event_log: KafkaEventLog
     ingestor: Ingestor
+    live: RedisLiveStore
     lag_monitor: PipelineLag | None = None
     _aredis: Any = field(default=None, repr=False)
 
@@ -87,7 +90,11 @@ class DistributedPlatform:
         event_log = KafkaEventLog(KafkaSettings(bootstrap=settings.kafka_bootstrap))
         parser = EnvelopeParser(registry, now_ms, max_event_bytes=settings.max_event_bytes)
         ingestor = Ingestor(parser, event_log, max_batch=settings.max_batch)
-        return cls(settings, control, registry, geo, store, graph, client, event_log, ingestor)
+        # The job's sink writes the live streams; subscriptions read them (one XREAD loop
+        # per event loop, fanned out to every subscriber).
+        live = RedisLiveStore(settings.redis_url)
+        return cls(settings, control, registry, geo, store, graph, client, event_log, ingestor,
+                   live)
 
     async def start(self) -> None:
         """Create the topics, connect the producer and the lag monitor (server loop)."""
@@ -108,6 +115,7 @@ class DistributedPlatform:
         await self.event_log.close()
         if self._aredis is not None:
             await self._aredis.aclose()
+        self.live.close()
 
     # -- what the app asks -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 
 from graph.ports import JourneyGraph
 from resolvers.errors import api_error
+from resolvers.live import LivePort
 from storage.ports import DeadLetterStore, EventStore, ProfileStore, SessionStore
 
 T = TypeVar("T")
@@ -41,6 +42,8 @@ class Context:
     project_settings: Callable[[str], dict[str, Any]] | None = None
     update_project_settings: Callable[[str, dict[str, Any]], Any] | None = None
     graph: JourneyGraph | None = None
+    live: LivePort | None = None
+    campaigns: Any = None  # gateway.campaigns.Campaigns (embedded profile)
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:

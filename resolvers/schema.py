@@ -16,9 +16,11 @@ from strawberry.extensions import (
 )
 
 from resolvers.errors import api_error, bad_input, is_public
+from resolvers.schema_campaigns import CampaignMutations, CampaignQueries
 from resolvers.schema_common import page_size, segment_sessions, window_of
 from resolvers.schema_engagement import EngagementQueries
 from resolvers.schema_funnels import FunnelQueries
+from resolvers.schema_live import LiveSubscriptions
 from resolvers.schema_paths import PathQueries
 from resolvers.schema_retention import RetentionQueries
 from resolvers.schema_segments import SegmentMutations, SegmentQueries
@@ -330,12 +332,17 @@ class IngestMutations:
 
 @strawberry.type
 class Query(SessionQueries, EngagementQueries, FunnelQueries, SegmentQueries,
-            RetentionQueries, PathQueries, ContractQueries, AboutQueries):
+            RetentionQueries, PathQueries, CampaignQueries, ContractQueries, AboutQueries):
     pass
 
 
 @strawberry.type
-class Mutation(IngestMutations, SegmentMutations):
+class Mutation(IngestMutations, SegmentMutations, CampaignMutations):
+    pass
+
+
+@strawberry.type
+class Subscription(LiveSubscriptions):
     pass
 
 
@@ -349,6 +356,7 @@ def build_schema(
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
