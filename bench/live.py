@@ -14,7 +14,8 @@ in the same run (the machines are shared and noisy):
 - end to end, embedded: the same subscribers, and a producer POSTing ``/v1/events``
   (``--batch`` events per request, round-robin over the users) at ``--rate``: POST sent →
   event received. This adds the HTTP ingest (log fsync), the runner's step and the DuckDB
-  commit, after which the runner publishes;
+  step, which publishes to the live views as soon as it has processed the events (before
+  its DuckDB commit), lingering only 2 ms for more records while anyone subscribes;
 - optionally the same with the runner's linger changed (``--linger-ms``, a what-if: under
   a trickle of requests the runner waits up to ``stream.embedded.LINGER_SECONDS`` = 1 s for
   4,096 records before a step), and with ``--publish-first`` also with the live views

@@ -30,7 +30,7 @@ from storage.local_log import LocalEventLog
 from storage.ports import WriteBatch
 from stream.contract.envelope import EnvelopeParser
 from stream.contract.registry import SchemaRegistry
-from stream.embedded import EmbeddedRunner
+from stream.embedded import LINGER_SECONDS, EmbeddedRunner
 from stream.enrich.device import DeviceParser
 from stream.enrich.fetch import default_geo_paths
 from stream.enrich.geo import GeoLocator
@@ -75,6 +75,9 @@ def about_of(settings: Settings, geo: GeoLocator) -> dict[str, Any]:
     }
 
 
+LIVE_LINGER_SECONDS = 0.002
+
+
 @dataclass
 class Platform:
     settings: Settings
@@ -111,14 +114,18 @@ class Platform:
         def committed(batch: WriteBatch, changes: GraphChanges) -> None:
             if changes:
                 graph.apply(changes)
-            if batch.events:
-                live.publish(batch.events)
+
+        def linger() -> float:
+            """A step waits for more records only while nobody watches live: a watcher
+            wants each event within milliseconds, and commits batch up behind it anyway."""
+            return LIVE_LINGER_SECONDS if live.subscriber_count else LINGER_SECONDS
 
         campaigns = Campaigns(CampaignStore(data / "campaigns.sqlite"), store,
                               ChannelSettings.from_env(os.environ), store.ties(), now_ms)
         runner = EmbeddedRunner(event_log, store, enricher,
                                 rules_for=lambda p: project_rules(control, registry, p),
-                                on_commit=committed, before_commit=campaigns.before_commit)
+                                on_commit=committed, before_commit=campaigns.before_commit,
+                                on_step=live.publish, linger=linger)
         platform = cls(settings, control, store, event_log, registry, geo, ingestor, runner,
                        graph, live, campaigns)
         if start_runner:

@@ -101,6 +101,8 @@ class EmbeddedRunner:
         rules_for: Callable[[str], SessionRules] = lambda _p: SessionRules(),
         on_commit: Callable[[WriteBatch, GraphChanges], None] | None = None,
         before_commit: Callable[[WriteBatch], None] | None = None,
+        on_step: Callable[[StoredEvents], None] | None = None,
+        linger: Callable[[], float] = lambda: LINGER_SECONDS,
         max_read_bytes: int = 8 << 20,
         state_capacity: int = 200_000,
     ) -> None:
@@ -113,6 +115,8 @@ class EmbeddedRunner:
         self._sessionizers: dict[str, Sessionizer] = {}
         self._on_commit = on_commit
         self._before_commit = before_commit
+        self._on_step = on_step
+        self._linger = linger
         self._max_read = max_read_bytes
         self._capacity = state_capacity
         self._state: OrderedDict[GroupKey, SessionRow] = OrderedDict()
@@ -162,7 +166,7 @@ class EmbeddedRunner:
                 # Under a trickle of small requests, gather a few before stepping: every step
                 # is a store transaction, and hundreds of tiny ones a second starve ingest.
                 if self._log.committed - self._read_offset < LINGER_RECORDS:
-                    self._log.wait_for(self._read_offset + LINGER_RECORDS - 1, LINGER_SECONDS)
+                    self._log.wait_for(self._read_offset + LINGER_RECORDS - 1, self._linger())
                 if self.step() is None:
                     self._settle()
                     self._log.wait_for(self._read_offset, timeout=0.2)
@@ -214,6 +218,10 @@ class EmbeddedRunner:
         batch.ties.extend(ties(fresh))
         changes = GraphChanges()
         self._sessionize(fresh, keys, batch, changes)
+        if self._on_step is not None and batch.events.events:
+            # live views see a step as soon as it is processed, not after its commit (and
+            # again after a crash replays it: they are at least once, keyed by insert id)
+            self._on_step(batch.events)
         self._settle()
         if len(self._state) > self._capacity:
             for _ in range(len(self._state) - self._capacity):
