@@ -213,6 +213,12 @@ def test_holdout_and_results(gw: Gateway, keys: dict[str, Any], receiver: Receiv
     buyers = {"u00", "u01", "u02", "u03", "u04", "u05"}
     send(gw, keys, [event("Sign Up", u, seconds_ago=5) for u in users])
     receiver.wait(welcome, len(users) - len(held))
+    deadline = time.monotonic() + 30  # the holdout decisions are recorded too
+    while time.monotonic() < deadline and admin(gw, keys, """query($id: String!) {
+            deliveries(campaignId: $id) { totalCount } }""", {"id": welcome}
+            )["deliveries"]["totalCount"] < len(users):
+        time.sleep(0.1)
+    time.sleep(0.01)  # purchases come after every decision (ms clock)
     send(gw, keys, [event("Purchase", u) for u in sorted(buyers)])
     gw.wait_processed(keys["read_key"])
     r = admin(gw, keys, """query($id: String!) { campaignResults(id: $id) { sent converted
