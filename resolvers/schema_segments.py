@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Any, cast
 
 import orjson
+import pyarrow as pa
 import pyarrow.compute as pc
 import strawberry
 from strawberry.scalars import JSON
@@ -72,20 +73,20 @@ _CAMEL = {c: _camel(c) for c in NODE_COLUMNS}
 class SegmentConnection:
     total_count: int
     page_info: PageInfo
-    page: strawberry.Private[list[dict[str, Any]]]
+    page: strawberry.Private[pa.Table]  # NODE_COLUMNS
 
     @strawberry.field
     def edges(self) -> list[SegmentEdge]:
-        return [SegmentEdge(cursor=encode_user_cursor(r["user_id"]),
-                            node=SegmentUser(**{c: r[c] for c in NODE_COLUMNS}))
-                for r in self.page]
+        return [SegmentEdge(cursor=encode_user_cursor(r["user_id"]), node=SegmentUser(**r))
+                for r in self.page.to_pylist()]
 
     @strawberry.field(description="The page's users as one JSON array of objects with the "
                                   "node's fields (userId, city, …, email, phone): the lean "
                                   "form for big pages and exports — one value instead of a "
                                   "field per user per column.")
     def rows(self) -> JSON:
-        return cast(JSON, [{_CAMEL[c]: r[c] for c in NODE_COLUMNS} for r in self.page])
+        return cast(JSON, self.page.rename_columns(
+            [_CAMEL[c] for c in self.page.column_names]).to_pylist())
 
 
 @strawberry.type
@@ -185,7 +186,8 @@ class SegmentQueries:
         segment = to_segment(flt, "filter")
         users = await Reader(ctx, project).segment(segment, window_of(ctx, window))
         rows, has_next = page_users(users, first, after)
-        end = encode_user_cursor(rows[-1]["user_id"]) if rows else None
+        end = (encode_user_cursor(rows.column("user_id")[-1].as_py()) if rows.num_rows
+               else None)
         return SegmentConnection(total_count=users.num_rows, page=rows, page_info=PageInfo(
             has_next_page=has_next, end_cursor=end))
 

@@ -230,14 +230,12 @@ def decode_user_cursor(cursor: str, field: str = "after") -> str:
     return text[2:]
 
 
-def page_users(users: pa.Table, first: int, after: str | None) -> tuple[list[dict[str, Any]],
-                                                                         bool]:
-    """``first`` users (ordered by id) after the cursor, and whether more follow."""
-    ids = users.column("user_id").to_pylist()
+def page_users(users: pa.Table, first: int, after: str | None) -> tuple[pa.Table, bool]:
+    """``first`` users (ordered by id; NODE_COLUMNS) after the cursor, and whether more
+    follow — without turning every id of the segment into a Python string."""
     start = 0
     if after:
         last = decode_user_cursor(after)
-        start = int(np.searchsorted(np.array(ids, dtype=object), last, side="right")) \
-            if ids else 0
-    page = users.slice(start, first).to_pylist()
-    return page, start + first < len(ids)
+        start = int(pc.sum(pc.less_equal(users.column("user_id"), last)).as_py() or 0)
+    page = users.select(list(NODE_COLUMNS)).slice(start, first)
+    return page, start + first < users.num_rows
