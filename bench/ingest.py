@@ -60,6 +60,19 @@ def create_project(data: Path) -> dict[str, Any]:
     return dict(json.loads(out.stdout))
 
 
+def wait_healthy(url: str, timeout: float = 120) -> None:
+    """Until the gateway at ``url`` answers ``/healthz``; exits the benchmark if it never
+    does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("gateway did not start")
+
+
 class Server:
     def __init__(self, data: Path, keys: dict[str, Any] | None = None) -> None:
         self.data = data
@@ -69,14 +82,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--data", str(data), "--port",
              str(self.port), "--log-level", os.environ.get("BENCH_LOG", "warning")], cwd=ROOT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise SystemExit("gateway did not start")
+        wait_healthy(self.url)
 
     def pending(self) -> int:
         resp = httpx.post(self.url + "/graphql", json={

@@ -56,6 +56,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.ingest import wait_healthy  # noqa: E402
+
 QUERY = "subscription($user: String!) { userActivity(userId: $user) { insertId properties } }"
 
 
@@ -148,14 +150,7 @@ class Server:
                     "serve_patched(sys.argv[1], sys.argv[2:])")
             cmd = [sys.executable, "-c", code, json.dumps(patch), *serve]
         self.proc = subprocess.Popen(cmd, cwd=ROOT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise SystemExit("gateway did not start")
+        wait_healthy(self.url)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

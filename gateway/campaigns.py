@@ -31,8 +31,8 @@ import orjson
 import pyarrow as pa
 import xxhash
 
-from clients.channels import ChannelSettings, Message, channel_from_config, render
-from storage.campaigns import CampaignRow, CampaignStore, Delivery, OutboxRow
+from clients.channels import Channel, ChannelSettings, Message, channel_from_config, render
+from storage.campaigns import CampaignRow, CampaignStore, OutboxRow
 from storage.ports import EventQuery, StoredEvents, WriteBatch
 from stream.operators.triggers import Condition, Firing, Trigger, TriggerEvent, Triggers
 
@@ -216,18 +216,28 @@ class Campaigns:
             await asyncio.sleep(interval)
 
     async def deliver_once(self) -> int:
+        """One round over the outbox: each campaign, its segment and its channel are looked
+        up once per round."""
         rows = await asyncio.to_thread(self.store.outbox, self._now())
-        segments: dict[tuple[str, str], set[str] | None] = {}
+        campaigns: dict[tuple[str, str], tuple[CampaignRow, set[str] | None] | None] = {}
+        channels: dict[tuple[str, str], Channel] = {}
         done = 0
-        for row in rows:
-            campaign = self.store.campaign(row.project, row.campaign)
-            if campaign is None:
-                continue
-            key = (row.project, row.campaign)
-            if key not in segments:
-                segments[key] = await self._segment_users(campaign)
-            await self._deliver(row, campaign, segments[key])
-            done += 1
+        try:
+            for row in rows:
+                key = (row.project, row.campaign)
+                if key not in campaigns:
+                    found = await asyncio.to_thread(self.store.campaign, *key)
+                    campaigns[key] = (None if found is None
+                                      else (found, await self._segment_users(found)))
+                entry = campaigns[key]
+                if entry is None:
+                    continue
+                campaign, segment = entry
+                await self._deliver(row, campaign, segment, channels)
+                done += 1
+        finally:
+            for c in channels.values():
+                await c.aclose()
         return done
 
     async def _segment_users(self, campaign: CampaignRow) -> set[str] | None:
@@ -245,7 +255,9 @@ class Campaigns:
         return set(table.column("user_id").to_pylist())
 
     async def _deliver(self, row: OutboxRow, campaign: CampaignRow,
-                       segment: set[str] | None) -> None:
+                       segment: set[str] | None,
+                       channels: dict[tuple[str, str], Channel]) -> None:
+        """Deliver one firing; ``channels`` keeps the round's channel per campaign."""
         spec = campaign.spec
         channel_type = str(spec["channel"]["type"])
         delivery = await asyncio.to_thread(self.store.begin, row, channel_type)
@@ -287,11 +299,10 @@ class Campaigns:
                           to=profile.get("email"),
                           data={"firing": row.firing, "at": row.at,
                                 "event": (row.event or {}).get("event_name")})
-        channel = channel_from_config(spec["channel"], self.channel_settings)
-        try:
-            result = await channel.send(message)
-        finally:
-            await channel.aclose()
+        campaign_key = (row.project, row.campaign)
+        if campaign_key not in channels:
+            channels[campaign_key] = channel_from_config(spec["channel"], self.channel_settings)
+        result = await channels[campaign_key].send(message)
         if result.status == "retry":
             await asyncio.to_thread(self.store.postpone, row,
                                     self._now() + int((result.retry_after or 60) * 1000))
@@ -308,10 +319,6 @@ class Campaigns:
         return {**traits, **{k: v for k, v in row.items() if v is not None}, "user_id": user}
 
     # -- results ---------------------------------------------------------------------------
-
-    def deliveries(self, project: str, campaign: str, after_id: int,
-                   limit: int) -> list[Delivery]:
-        return self.store.deliveries(project, campaign, after_id, limit)
 
     def results(self, project: str, campaign: CampaignRow) -> dict[str, Any]:
         """Messaged users and the holdout, and how many of each reached the goal within its

@@ -154,7 +154,9 @@ class Neo4jJourneyGraph:
     """``uri`` e.g. ``bolt://127.0.0.1:7687``; creates its constraints and indexes (idempotent)."""
 
     def __init__(self, uri: str, auth: tuple[str, str] | None = None,
-                 database: str | None = None) -> None:
+                 database: str | None = None, backfill: bool = True) -> None:
+        """``backfill``: give sessions written before journeys were kept theirs (a scan of
+        every session; once per start, not once per sink)."""
         # A step's url is often never set in a young graph: Cypher reading it would log
         # "property key does not exist" on every read.
         self._driver: Driver = GraphDatabase.driver(
@@ -167,7 +169,8 @@ class Neo4jJourneyGraph:
         # New indexes fill in the background; until then every MATCH would scan labels.
         self._driver.execute_query("CALL db.awaitIndexes($seconds)", seconds=300,
                                    database_=database)
-        self._backfill_journeys()
+        if backfill:
+            self._backfill_journeys()
 
     def _backfill_journeys(self, batch: int = 5_000) -> None:
         while True:

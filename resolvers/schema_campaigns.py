@@ -15,6 +15,7 @@ from clients.channels import ChannelConfigError, TemplateError, check_template
 from clients.channels import validate_channel_config as _validate_channel
 from resolvers.errors import api_error, bad_input
 from resolvers.fetch import Reader, to_segment
+from resolvers.frames import zone
 from resolvers.schema_common import page_size, window_of
 from resolvers.schema_segments import plain_filter
 from resolvers.types import PageInfo, SegmentFilter, TimeWindow
@@ -240,8 +241,6 @@ def campaign_spec(data: CampaignInput, settings: Any) -> dict[str, Any]:
         for name, hour in (("startHour", q.start_hour), ("endHour", q.end_hour)):
             if not 0 <= hour <= 23:
                 raise bad_input(f"input.quietHours.{name}", "must be an hour, 0-23")
-        from resolvers.frames import zone
-
         zone(q.timezone)
         spec["quietHours"] = {"startHour": q.start_hour, "endHour": q.end_hour,
                               "timezone": q.timezone}
@@ -274,7 +273,7 @@ class CampaignQueries:
             after_id = int(after) if after else 0
         except ValueError as exc:
             raise bad_input("after", "not a cursor from this connection") from exc
-        rows = service.deliveries(project, campaign_id, after_id, first + 1)
+        rows = service.store.deliveries(project, campaign_id, after_id, first + 1)
         page = rows[:first]
         edges = [DeliveryEdge(cursor=str(d.id), node=Delivery(
             id=str(d.id), user_id=d.user_id, firing=d.firing,

@@ -12,7 +12,6 @@ recognise it.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from storage.control import open_sqlite
 from stream.operators.triggers import Firing, Timer
 
 _SCHEMA = """
@@ -49,7 +49,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_by_user ON deliveries (project, campaign, user_id);
 """
 
-STATUSES = ("pending", "sent", "failed", "holdout", "capped", "skipped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +107,7 @@ class CampaignStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
+        self._db = open_sqlite(path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:
@@ -147,17 +142,19 @@ class CampaignStore:
                 (status, _ms(), project, campaign_id))
             return cur.rowcount > 0
 
-    def campaigns(self, project: str | None = None) -> list[CampaignRow]:
-        sql = "SELECT project, id, name, spec, status, created_at FROM campaigns"
-        params: tuple[Any, ...] = ()
-        if project is not None:
-            sql += " WHERE project = ?"
-            params = (project,)
+    def campaigns(self, project: str | None = None,
+                  campaign_id: str | None = None) -> list[CampaignRow]:
+        sql = "SELECT project, id, name, spec, status, created_at FROM campaigns WHERE true"
+        params: list[Any] = []
+        for column, value in (("project", project), ("id", campaign_id)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
         return [CampaignRow(p, i, n, orjson.loads(s), st, c)
                 for p, i, n, s, st, c in self._rows(sql + " ORDER BY created_at, id", params)]
 
     def campaign(self, project: str, campaign_id: str) -> CampaignRow | None:
-        found = [c for c in self.campaigns(project) if c.id == campaign_id]
+        found = self.campaigns(project, campaign_id)
         return found[0] if found else None
 
     # -- what the stream writes ------------------------------------------------------------

@@ -41,6 +41,16 @@ class KeyInfo:
     kind: str
 
 
+def open_sqlite(path: Path, schema: str) -> sqlite3.Connection:
+    """A WAL-mode SQLite connection shared by threads (callers serialize with a lock),
+    transactions explicit, with ``schema`` applied."""
+    db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA busy_timeout=30000")
+    db.executescript(schema)
+    return db
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -54,11 +64,7 @@ class ControlStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
+        self._db = open_sqlite(path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()

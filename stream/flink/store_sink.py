@@ -140,7 +140,7 @@ class StoresSink:
         s = self._settings
         self._cassandra = CassandraStore(list(s.cassandra_hosts), s.cassandra_port, s.keyspace)
         auth = (s.neo4j_user, s.neo4j_password or "") if s.neo4j_user else None
-        self._graph = Neo4jJourneyGraph(s.neo4j_uri, auth)
+        self._graph = Neo4jJourneyGraph(s.neo4j_uri, auth, backfill=False)  # prepare_stores did
         self._live = RedisLiveStore(s.redis_url)
         self._subtask = subtask
         placement = self._placement
