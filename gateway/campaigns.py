@@ -102,6 +102,11 @@ class Campaigns:
         self._triggers: dict[str, Triggers] = {}
         self._watermark = 0
         self._lock = threading.Lock()
+        # steps whose before_commit has begun / whose commit has finished: the worker waits
+        # for the commit of any step whose firings it read, so a message never renders a
+        # profile that the same step is still writing
+        self._steps = threading.Condition()
+        self._begun = self._committed = 0
         timers: dict[str, list[Any]] = {}
         for project, timer in store.timers():
             timers.setdefault(project, []).append(timer)
@@ -149,6 +154,8 @@ class Campaigns:
     # -- the stream side -------------------------------------------------------------------
 
     def before_commit(self, batch: WriteBatch) -> None:
+        with self._steps:
+            self._begun += 1
         for project, device, user, _ in batch.ties:
             self._ties[(project, device)] = user
         if not batch.events.events:
@@ -163,6 +170,23 @@ class Campaigns:
                     continue
                 fired = t.observe(events)
                 self.store.apply(project, t.changes(), fired)
+
+    def after_commit(self) -> None:
+        with self._steps:
+            self._committed += 1
+            self._steps.notify_all()
+
+    def _wait_committed(self, begun: int, timeout: float = 30.0) -> bool:
+        with self._steps:
+            return self._steps.wait_for(lambda: self._committed >= begun, timeout)
+
+    def _outbox(self) -> list[OutboxRow]:
+        """Due rows, once the steps that may have written them have committed (an empty
+        round if a commit fails to finish)."""
+        rows = self.store.outbox(self._now())
+        with self._steps:
+            begun = self._begun
+        return rows if self._wait_committed(begun) else []
 
     def _trigger_events(self, stored: StoredEvents) -> dict[str, list[TriggerEvent]]:
         out: dict[str, list[TriggerEvent]] = {}
@@ -218,7 +242,7 @@ class Campaigns:
     async def deliver_once(self) -> int:
         """One round over the outbox: each campaign, its segment and its channel are looked
         up once per round."""
-        rows = await asyncio.to_thread(self.store.outbox, self._now())
+        rows = await asyncio.to_thread(self._outbox)
         campaigns: dict[tuple[str, str], tuple[CampaignRow, set[str] | None] | None] = {}
         channels: dict[tuple[str, str], Channel] = {}
         done = 0

@@ -114,6 +114,7 @@ class Platform:
         def committed(batch: WriteBatch, changes: GraphChanges) -> None:
             if changes:
                 graph.apply(changes)
+            campaigns.after_commit()
 
         def linger() -> float:
             """A step waits for more records only while nobody watches live: a watcher
