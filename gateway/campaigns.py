@@ -1,5 +1,10 @@
-"""Real-time campaigns on the embedded profile: triggers evaluated as the runner commits,
-timers that survive restarts, and a delivery worker (issue 6).
+"""Real-time campaigns: triggers evaluated as the embedded runner commits (or by the PyFlink
+job: ``stream.flink.campaigns``), timers that survive restarts, and a delivery worker
+(issue 6).
+
+In the distributed profile the gateway keeps the campaigns and the delivery log here too, and
+mirrors the active triggers to Redis for the job (``on_change``); the job's firings come back
+through a Redis stream (``follow``) into the same outbox.
 
 - **Triggers** (``stream.operators.triggers``) see every committed event before the store
   commit (``before_commit``): timer changes and firings go to the campaign store first, so a
@@ -34,26 +39,20 @@ import xxhash
 from clients.channels import Channel, ChannelSettings, Message, channel_from_config, render
 from storage.campaigns import CampaignRow, CampaignStore, OutboxRow
 from storage.ports import EventQuery, StoredEvents, WriteBatch
-from stream.operators.triggers import Condition, Firing, Trigger, TriggerEvent, Triggers
+from storage.redis_firings import FiringRecord
+from stream.operators.triggers import (
+    Firing,
+    Trigger,
+    TriggerEvent,
+    Triggers,
+    trigger_event,
+    trigger_of,
+)
 
 log = logging.getLogger("cep.campaigns")
 
 DAY_MS = 86_400_000
 SEGMENT_WINDOW_MS = 30 * DAY_MS  # behaviour filters of a campaign's segment look this far back
-_ATTRIBUTES = ("category", "url", "source_id", "app_version")
-_PLACE = ("city", "state", "country", "postal_code", "device_type", "os")
-
-
-def trigger_of(spec: dict[str, Any]) -> Trigger | None:
-    """The stored spec's trigger (``None`` for a one-off send)."""
-    t = spec.get("trigger")
-    if t is None:
-        return None
-    goal = spec.get("goal") or {}
-    return Trigger(t["type"], t.get("event"),
-                   tuple(Condition(c["key"], c["op"], c.get("value")) for c in t.get("where", ())),
-                   t.get("followedBy"), t.get("withinMs"),
-                   goal.get("event") if spec.get("exitOnConversion") else None)
 
 
 def in_holdout(campaign: str, user: str, share: float) -> bool:
@@ -93,8 +92,11 @@ class _StoreContext:
 class Campaigns:
     def __init__(self, store: CampaignStore, events: Any, channel_settings: ChannelSettings,
                  ties: Iterable[tuple[str, str, str]] = (),
-                 now_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+                 now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 on_change: Callable[[str, dict[str, dict[str, Any]]], None] | None = None
+                 ) -> None:
         self.store = store
+        self._on_change = on_change
         self._events = events  # EventStore + ProfileStore
         self.channel_settings = channel_settings
         self._now = now_ms
@@ -144,6 +146,39 @@ class Campaigns:
                 t = self._triggers[project] = Triggers({})
             t.set_campaigns(self._active(project))
             self.store.apply(project, t.changes(), [])
+        self.publish(project)
+
+    def publish(self, project: str) -> None:
+        """Hand the project's active triggered campaigns to ``on_change`` (the distributed
+        profile mirrors them to Redis for the PyFlink job)."""
+        if self._on_change is not None:
+            self._on_change(project, {c.id: c.spec for c in self.store.campaigns(project)
+                                      if c.status == "ACTIVE" and trigger_of(c.spec)})
+
+    async def follow(self, read: Callable[[str], list[tuple[str, FiringRecord]]],
+                     feed: str = "redis") -> None:
+        """The distributed profile: firings from the PyFlink job (``read`` blocks a while for
+        those after a cursor) into the outbox, with the cursor, until cancelled."""
+        cursor = await asyncio.to_thread(self.store.cursor, feed, "0")
+        while True:
+            try:
+                batch = await asyncio.to_thread(read, cursor)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis down: try again shortly
+                log.warning("cannot read campaign firings (retrying): %r", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if not batch:
+                continue
+            firings: dict[str, list[Firing]] = {}
+            for _, f in batch:
+                event = (None if f.event_name is None
+                         else TriggerEvent(f.user, f.firing, f.event_name, f.at))
+                firings.setdefault(f.project, []).append(
+                    Firing(f.campaign, f.user, f.firing, f.at, event))
+            cursor = batch[-1][0]
+            await asyncio.to_thread(self.store.apply_feed, feed, cursor, firings)
 
     def enqueue(self, project: str, campaign_id: str, users: Iterable[str], at: int) -> int:
         """Firings of a one-off send, one per user."""
@@ -194,22 +229,9 @@ class Campaigns:
             t = self._triggers.get(e.project)
             if t is None or not t.campaigns:
                 continue
-            try:
-                props = orjson.loads(e.properties or "{}")
-            except orjson.JSONDecodeError:
-                props = None
-            fields: dict[str, Any] = dict(props) if isinstance(props, dict) else {}
-            fields["event_name"] = e.event_name
-            for name in _ATTRIBUTES:  # what the event carries or enrichment found wins
-                if getattr(e, name) is not None:
-                    fields[name] = getattr(e, name)
-            for name in _PLACE:
-                if getattr(enrichment, name):
-                    fields[name] = getattr(enrichment, name)
             user = e.distinct_user_id or self._ties.get((e.project, e.device_id or ""),
                                                         e.device_id or "")
-            out.setdefault(e.project, []).append(
-                TriggerEvent(user, e.insert_id, e.event_name, e.time, fields))
+            out.setdefault(e.project, []).append(trigger_event(e, enrichment, user))
         return out
 
     def tick(self, caught_up: bool) -> int:

@@ -14,7 +14,9 @@ Redis streams the job writes (``storage.redis_live``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,25 +24,39 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
+from clients.channels import ChannelSettings
 from clients.kafka import KafkaEventLog, KafkaSettings
 from clients.kafka_topics import ensure_heartbeat_topic, ensure_topics
 from clients.pipeline_lag import PipelineLag
+from gateway.campaigns import Campaigns
 from gateway.ingest import Ingestor
 from gateway.platform import about_of, now_ms, open_control, project_rules
 from gateway.settings import Settings
 from graph.neo4j_graph import Neo4jJourneyGraph
+from storage.campaigns import CampaignStore
 from storage.cassandra_store import CassandraStore
 from storage.control import ControlStore
+from storage.redis_firings import read_firings
 from storage.redis_live import RedisLiveStore
 from stream.contract.envelope import EnvelopeParser
 from stream.contract.registry import SchemaRegistry
 from stream.enrich.fetch import default_geo_paths
 from stream.enrich.geo import GeoLocator
+from stream.flink.campaigns import CAMPAIGNS_KEY
 from stream.operators.sessionize import SessionRules
 
 log = logging.getLogger("cep.platform")
 
 SETTINGS_HASH = "cep:project-settings"
+
+
+def publish_campaigns(client: redis.Redis, project: str,
+                      specs: dict[str, dict[str, Any]]) -> None:
+    """Mirror a project's active triggered campaigns for the job (``cep:campaigns``)."""
+    if specs:
+        client.hset(CAMPAIGNS_KEY, project, orjson.dumps(specs).decode())
+    else:
+        client.hdel(CAMPAIGNS_KEY, project)
 
 
 def publish_settings(client: redis.Redis, control: ControlStore,
@@ -65,8 +81,10 @@ class DistributedPlatform:
     event_log: KafkaEventLog
     ingestor: Ingestor
     live: RedisLiveStore
+    campaigns: Campaigns
     lag_monitor: PipelineLag | None = None
     _aredis: Any = field(default=None, repr=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> DistributedPlatform:
@@ -93,8 +111,15 @@ class DistributedPlatform:
         # The job's sink writes the live streams; subscriptions read them (one XREAD loop
         # per event loop, fanned out to every subscriber).
         live = RedisLiveStore(settings.redis_url)
+        # Campaigns and their delivery log stay here, like projects and keys; the job reads
+        # the active triggers from Redis and sends its firings back through a Redis stream.
+        campaigns = Campaigns(CampaignStore(data / "campaigns.sqlite"), store,
+                              ChannelSettings.from_env(os.environ), (), now_ms,
+                              on_change=lambda p, specs: publish_campaigns(client, p, specs))
+        for project in {c.project for c in campaigns.store.campaigns()}:
+            campaigns.publish(project)
         return cls(settings, control, registry, geo, store, graph, client, event_log, ingestor,
-                   live)
+                   live, campaigns)
 
     async def start(self) -> None:
         """Create the topics, connect the producer and the lag monitor (server loop)."""
@@ -108,8 +133,19 @@ class DistributedPlatform:
         self.lag_monitor = PipelineLag(self.settings.kafka_bootstrap, self.settings.flink_group,
                                        topics, self._aredis, nudge=self.event_log.heartbeat)
         await self.lag_monitor.start()
+        self._tasks = [
+            asyncio.create_task(self.campaigns.follow(lambda after: read_firings(
+                self.redis, after))),
+            asyncio.create_task(self.campaigns.run(lambda: True)),  # the job owns the timers
+        ]
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
         if self.lag_monitor is not None:
             await self.lag_monitor.close()
         await self.event_log.close()
@@ -181,5 +217,6 @@ class DistributedPlatform:
         self.store.close()
         self.graph.close()
         self.redis.close()
+        self.campaigns.store.close()
         self.control.close()
         self.geo.close()

@@ -165,7 +165,7 @@ class EngagementSend:
 
 def _service(ctx: Any) -> Any:
     if ctx.campaigns is None:
-        raise api_error("UNAVAILABLE", "campaigns run on the embedded profile in this release")
+        raise api_error("UNAVAILABLE", "campaigns are not available on this gateway")
     return ctx.campaigns
 
 

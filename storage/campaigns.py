@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '',
     channel TEXT NOT NULL, created_at INTEGER NOT NULL, settled_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS deliveries_by_user ON deliveries (project, campaign, user_id);
 """
 
@@ -181,6 +182,22 @@ class CampaignStore:
                        for f in firings]
         if statements:
             self._tx(statements)
+
+    def cursor(self, name: str, default: str) -> str:
+        """Where a feed of firings was read up to (the distributed profile's Redis stream)."""
+        rows = self._rows("SELECT value FROM cursors WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else default
+
+    def apply_feed(self, name: str, cursor: str, firings: dict[str, list[Firing]]) -> None:
+        """Firings read from a feed, per project, and the feed's new cursor: one
+        transaction, so a crash re-reads them (the outbox ignores a firing it holds)."""
+        statements: list[tuple[str, Iterable[Any]]] = [
+            ("INSERT OR IGNORE INTO outbox (project, campaign, user_id, firing, at, event) "
+             "VALUES (?, ?, ?, ?, ?, ?)",
+             (project, f.campaign, f.user, f.firing, f.at, _event_json(f)))
+            for project, fs in firings.items() for f in fs]
+        statements.append(("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (name, cursor)))
+        self._tx(statements)
 
     # -- what the worker reads and writes --------------------------------------------------
 

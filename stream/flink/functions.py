@@ -42,16 +42,25 @@ from pyflink.datastream.state import (
     StateTtlConfig,
     ValueStateDescriptor,
 )
+from pyflink.datastream.time_domain import TimeDomain
 
 from stream.contract.event import Event, Profile
 from stream.contract.records import DeadLetter
 from stream.flink.buckets import bucket_of
+from stream.flink.campaigns import CampaignRules, UserState, UserTriggers
 from stream.flink.keyed import Head, Held, KeySessions
 from stream.flink.pending import PendingMarker
-from stream.flink.records import DeadSettled, TooLate, WireFormat, event_decoder
+from stream.flink.records import (
+    DeadSettled,
+    EnrichedEvent,
+    TooLate,
+    WireFormat,
+    event_decoder,
+)
 from stream.flink.rules import ProjectRules
 from stream.flink.sinks import Sink, SinkFactory
 from stream.operators.sessionize import Sessionizer, session_key
+from stream.operators.triggers import trigger_event
 
 log = logging.getLogger("cep.flink")
 
@@ -104,6 +113,7 @@ _held = msgspec.msgpack.Decoder(Held)
 _profile = msgspec.msgpack.Decoder(Profile)
 _dead = msgspec.msgpack.Decoder(DeadLetter)
 _settled = msgspec.msgpack.Decoder(DeadSettled)
+_user_state = msgspec.msgpack.Decoder(UserState).decode
 # Flushes also happen when the input ends: an event-time timer this far out fires only on
 # the final watermark (processing-time timers do not fire at the end of a bounded input).
 END_OF_INPUT = 2**62
@@ -349,6 +359,106 @@ class Sessionize(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unty
             self._state.bind(key), _Timers(ctx.timer_service()), timestamp))
         if outs:
             yield bucket_of(key, self._buckets), outs
+
+
+class CampaignEvents(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
+    """Sessionize's ``(bucket, outputs)`` → ``(project\x1fuser, TriggerEvent)`` for every
+    event placed in order (a re-sent ``moved`` event was seen already) of a project with an
+    active campaign. The user is the event's user id, else its device id."""
+
+    def __init__(self, campaigns: CampaignRules) -> None:
+        self._campaigns = campaigns
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._campaigns.open()
+
+    def close(self) -> None:
+        self._campaigns.close()
+
+    def flat_map(self, value: tuple[int, list[Any]]) -> Iterator[tuple[str, Any]]:
+        for o in value[1]:
+            if type(o) is not EnrichedEvent or o.moved:
+                continue
+            e = o.event
+            if not self._campaigns.triggers(e.project):
+                continue
+            user = e.distinct_user_id or e.device_id or ""
+            yield f"{e.project}\x1f{user}", trigger_event(e, o.enrichment, user)
+
+
+class _CampaignState:
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def get(self) -> UserState | None:
+        raw = self._value.value()
+        return None if raw is None else _user_state(raw)
+
+    def set(self, state: UserState | None) -> None:
+        if state is None:
+            self._value.clear()
+        else:
+            self._value.update(_encode(state))
+
+
+class _CampaignTimers:
+    __slots__ = ("_service",)
+
+    def __init__(self, service: Any) -> None:
+        self._service = service
+
+    def event_time(self, timestamp: int) -> None:
+        self._service.register_event_time_timer(timestamp)
+
+    def processing_time(self, timestamp: int) -> None:
+        self._service.register_processing_time_timer(timestamp)
+
+
+class CampaignTriggers(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is untyped
+    """Keyed by ``(project, user)``: campaign triggers with Flink timers
+    (``stream.flink.campaigns``). Emits ``(bucket, [CampaignFiring, ...])`` for the sinks.
+    State: one ``ValueState`` per key (timers and waiting events), no TTL — it is cleared when
+    the key holds neither."""
+
+    def __init__(self, campaigns: CampaignRules, margin_ms: int,
+                 buckets: Sequence[int] = (0,)) -> None:
+        self._campaigns = campaigns
+        self._margin_ms = margin_ms
+        self._buckets = list(buckets)
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        configure_logging()
+        self._value = runtime_context.get_state(
+            ValueStateDescriptor("campaign_user", STATE_BYTES))
+        self._state = _CampaignState(self._value)
+        self._fired = runtime_context.get_metrics_group().counter("campaign_firings")
+        self._campaigns.open()
+        self._logic = UserTriggers(self._campaigns.triggers, self._margin_ms)
+
+    def close(self) -> None:
+        self._campaigns.close()
+
+    def process_element(self, value: tuple[str, Any],
+                        ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        self._logic.on_event(self._state, _CampaignTimers(ctx.timer_service()), value[1])
+        return iter(())
+
+    def on_timer(self, timestamp: int,
+                 ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        key: str = ctx.get_current_key()
+        project, _, user = key.partition("\x1f")
+        fired = self._logic.on_timer(self._state, _CampaignTimers(ctx.timer_service()),
+                                     project, user, timestamp,
+                                     ctx.time_domain() == TimeDomain.EVENT_TIME)
+        if fired:
+            self._fired.inc(len(fired))
+            yield bucket_of(key, self._buckets), fired
+
+
+def campaign_key(value: tuple[str, Any]) -> str:
+    return value[0]
 
 
 def _subtask_and_attempt(runtime_context: RuntimeContext) -> tuple[int, int]:

@@ -17,7 +17,9 @@ interpreter and so one GIL: parallelism in the mini cluster spreads state, not P
 more throughput takes more task-manager processes.
 
 Topology: parse ─key (project, insert_id)→ Dedupe ─key (project, session key)→ Sessionize
-─key (sink bucket)→ BufferOutputs → sinks. With Kafka, ``profiles.raw`` (traits, ties) and
+─key (sink bucket)→ BufferOutputs → sinks; with campaigns (``cep:campaigns`` in Redis),
+Sessionize's events also go ─key (project, user)→ CampaignTriggers, whose firings join the
+sink buffers. With Kafka, ``profiles.raw`` (traits, ties) and
 ``events.dead`` (dead letters, settlements) are read too and join the sink buffers.
 
 Run against the dev stack's stores (settings: ``stream.flink.store_sink``)::
@@ -102,6 +104,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "(default with --sink stores: $CEP_REDIS_URL); 'none' = off")
     t.add_argument("--rules-refresh-s", type=float, default=5.0,
                    help="re-read cep:project-settings at most this often per subtask")
+    t.add_argument("--campaigns-redis", metavar="URL",
+                   help="read active campaign triggers from hash cep:campaigns here (default "
+                        "with --sink stores: $CEP_REDIS_URL); 'none' = no campaigns")
+    t.add_argument("--campaigns-refresh-s", type=float, default=2.0,
+                   help="re-read cep:campaigns at most this often per subtask")
     t.add_argument("--dedupe-ttl-ms", type=int, default=7 * DAY_MS,
                    help="how long an insert id is remembered (processing time)")
     t.add_argument("--checkpoint-interval-ms", type=int, default=30_000, help="0 = off")
@@ -239,15 +246,19 @@ def build(args: argparse.Namespace) -> Any:
     from pyflink.java_gateway import get_gateway
 
     from stream.flink.buckets import bucket_keys
+    from stream.flink.campaigns import CampaignRules
     from stream.flink.functions import (
         KEYED_EVENT,
         BufferOutputs,
+        CampaignEvents,
+        CampaignTriggers,
         Dedupe,
         EventTime,
         ParseDeadLetters,
         ParseEvents,
         ParseProfiles,
         Sessionize,
+        campaign_key,
     )
     from stream.flink.pending import PendingMarker
     from stream.flink.rules import ProjectRules
@@ -323,6 +334,19 @@ def build(args: argparse.Namespace) -> Any:
                                    buckets=buckets, producer_memory_ms=args.dedupe_ttl_ms),
                         output_type=Types.PICKLED_BYTE_ARRAY()).name("sessionize")
                .uid("sessionize"))
+    campaigns_url = redis_for(args.campaigns_redis, specs)
+    if campaigns_url:
+        # Campaign triggers keyed by (project, user), on Sessionize's enriched events; their
+        # firings join the sink buffers (the stores sink hands them to the gateway).
+        campaigns = CampaignRules(campaigns_url, args.campaigns_refresh_s)
+        fired = (outputs.flat_map(CampaignEvents(campaigns),
+                                  output_type=Types.PICKLED_BYTE_ARRAY())
+                 .name("campaign events")
+                 .key_by(campaign_key, key_type=Types.STRING())
+                 .process(CampaignTriggers(campaigns, args.out_of_orderness_ms, buckets),
+                          output_type=Types.PICKLED_BYTE_ARRAY())
+                 .name("campaign triggers").uid("campaign-triggers"))
+        outputs = outputs.union(fired)
     if args.kafka:
         side = [(args.profiles_topic, ParseProfiles(buckets), "profiles"),
                 (args.dead_topic, ParseDeadLetters(buckets), "dead letters")]

@@ -17,6 +17,8 @@ it comes (and a replay from a checkpoint that writes some again) ends with the s
 - :class:`SessionDeleted` — a session that a late event merged into another (with the start
   time it had, which the stores key it by).
 - :class:`DeviceTie` — a device tied to a user at ``time``; the latest time wins.
+- :class:`CampaignFiring` — a campaign fired for a user (not a session output: the
+  ``stores`` sink hands it to the gateway's delivery worker through Redis).
 - :class:`TooLate` — an event that may belong to a session already dropped from state (see
   :mod:`stream.flink.keyed` for the bound): handed to the sinks unsessionized, never
   dropped. The ``stores`` sink places it against the stored sessions that start at or
@@ -77,7 +79,19 @@ class TooLate(msgspec.Struct, tag="too_late"):
     horizon: int | None = None  # sessions of the key starting after it are held in state
 
 
-Output = EnrichedEvent | SessionUpsert | SessionDeleted | DeviceTie | TooLate
+class CampaignFiring(msgspec.Struct, tag="firing", omit_defaults=True):
+    """A campaign trigger fired for a user (``stream.flink.campaigns``): keyed by ``(project,
+    campaign, user, firing)``, the message's idempotency key."""
+
+    project: str
+    campaign: str
+    user: str
+    firing: str
+    at: int
+    event_name: str | None = None
+
+
+Output = EnrichedEvent | SessionUpsert | SessionDeleted | DeviceTie | TooLate | CampaignFiring
 
 
 class DeadSettled(msgspec.Struct, array_like=True):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from stream.flink.records import (
+    CampaignFiring,
     DeviceTie,
     EnrichedEvent,
     Output,
@@ -36,7 +37,8 @@ from stream.flink.records import (
     output_to_json,
 )
 
-OUTPUT_TYPES = (EnrichedEvent, SessionUpsert, SessionDeleted, DeviceTie, TooLate)
+OUTPUT_TYPES = (EnrichedEvent, SessionUpsert, SessionDeleted, DeviceTie, TooLate,
+                CampaignFiring)
 
 
 class Sink(Protocol):

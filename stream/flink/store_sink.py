@@ -31,8 +31,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from storage.redis_firings import FiringRecord, publish_firings
 from stream.contract.event import Event
-from stream.flink.records import EnrichedEvent, SessionDeleted, SessionUpsert, TooLate
+from stream.flink.records import (
+    CampaignFiring,
+    EnrichedEvent,
+    SessionDeleted,
+    SessionUpsert,
+    TooLate,
+)
 from stream.flink.rules import ProjectRules
 from stream.flink.translate import translate
 from stream.operators.enrich import Enrichment
@@ -132,6 +139,8 @@ class StoresSink:
                                                  enrich=False)
 
     def open(self, subtask: int, attempt: int) -> None:
+        import redis
+
         from graph.neo4j_graph import Neo4jJourneyGraph
         from storage.cassandra_store import CassandraStore
         from storage.redis_live import RedisLiveStore
@@ -142,6 +151,7 @@ class StoresSink:
         auth = (s.neo4j_user, s.neo4j_password or "") if s.neo4j_user else None
         self._graph = Neo4jJourneyGraph(s.neo4j_uri, auth, backfill=False)  # prepare_stores did
         self._live = RedisLiveStore(s.redis_url)
+        self._redis = redis.Redis.from_url(s.redis_url)  # campaign firings
         self._subtask = subtask
         placement = self._placement
         placement.rules.open()
@@ -154,6 +164,11 @@ class StoresSink:
         self._sessionizers: dict[str, Sessionizer] = {}
 
     def write(self, outputs: Sequence[Any]) -> None:
+        firings = [o for o in outputs if type(o) is CampaignFiring]
+        if firings:  # not session outputs: the gateway's delivery worker takes them
+            outputs = [o for o in outputs if type(o) is not CampaignFiring]
+            publish_firings(self._redis, (FiringRecord(
+                f.project, f.campaign, f.user, f.firing, f.at, f.event_name) for f in firings))
         late = [o for o in outputs if isinstance(o, TooLate)]
         if not late:
             self._write(outputs)
@@ -198,7 +213,7 @@ class StoresSink:
                  (graphed - wrote) * 1000, (time.perf_counter() - graphed) * 1000)
 
     def close(self) -> None:
-        for name in ("_live", "_graph", "_cassandra"):
+        for name in ("_redis", "_live", "_graph", "_cassandra"):
             client = getattr(self, name, None)
             if client is not None:
                 client.close()

@@ -27,13 +27,19 @@ firings do not depend on how events are cut into batches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from stream.operators.match import OPS, value_matches
 
 TYPES = ("ON_EVENT", "NOT_FOLLOWED_BY", "INACTIVITY")
+# what a trigger's ``where`` can test besides custom properties: the event's attributes and
+# what enrichment found (these win over a property of the same name)
+ATTRIBUTES = ("category", "url", "source_id", "app_version")
+PLACE = ("city", "state", "country", "postal_code", "device_type", "os")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,37 @@ class Firing:
 
 
 Key = tuple[str, str]  # (campaign, user)
+
+
+def trigger_of(spec: Mapping[str, Any]) -> Trigger | None:
+    """A stored campaign spec's trigger (``None`` for a one-off send); ``exitOnConversion``
+    makes the goal event an exit."""
+    t = spec.get("trigger")
+    if t is None:
+        return None
+    goal = spec.get("goal") or {}
+    return Trigger(t["type"], t.get("event"),
+                   tuple(Condition(c["key"], c["op"], c.get("value")) for c in t.get("where", ())),
+                   t.get("followedBy"), t.get("withinMs"),
+                   goal.get("event") if spec.get("exitOnConversion") else None)
+
+
+def trigger_event(event: Any, enrichment: Any, user: str) -> TriggerEvent:
+    """What triggers read of a stored event (``stream.contract.event.Event``) and its
+    enrichment: its custom properties, then its attributes and place over them."""
+    try:
+        props = orjson.loads(event.properties or "{}")
+    except orjson.JSONDecodeError:
+        props = None
+    fields: dict[str, Any] = dict(props) if isinstance(props, dict) else {}
+    fields["event_name"] = event.event_name
+    for name in ATTRIBUTES:
+        if getattr(event, name) is not None:
+            fields[name] = getattr(event, name)
+    for name in PLACE:
+        if getattr(enrichment, name):
+            fields[name] = getattr(enrichment, name)
+    return TriggerEvent(user, event.insert_id, event.event_name, event.time, fields)
 
 
 def matches(trigger: Trigger, event: TriggerEvent) -> bool:
@@ -172,9 +209,11 @@ class Triggers:
         elif timer is not None and e.time >= timer.armed and e.insert_id != timer.firing:
             self._drop(key)
 
-    def due(self, clock: int) -> list[Firing]:
-        """Fire (and forget) every timer due before ``clock``, by due time."""
-        ready = [t for t in self._timers.values() if t.due < clock]
+    def due(self, clock: int, only: Callable[[Timer], bool] | None = None) -> list[Firing]:
+        """Fire (and forget) every timer due before ``clock`` (those of them ``only`` accepts,
+        when given), by due time."""
+        ready = [t for t in self._timers.values()
+                 if t.due < clock and (only is None or only(t))]
         ready.sort(key=lambda t: (t.due, t.campaign, t.user))
         return [self._fire(t) for t in ready]
 

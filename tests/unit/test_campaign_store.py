@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.campaigns import in_holdout, quiet_until, trigger_of
+from gateway.campaigns import in_holdout, quiet_until
 from storage.campaigns import CampaignStore, idempotency_key
-from stream.operators.triggers import Condition, Firing, Timer, Trigger
+from stream.operators.triggers import Condition, Firing, Timer, Trigger, trigger_of
 
 
 def ms(text: str) -> int:
