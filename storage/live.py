@@ -2,17 +2,18 @@
 subscriptions — what Redis holds in the distributed profile (a hash per open session,
 Streams per session and per user with MAXLEN, a sorted set of last activity).
 
-Every event gets a monotonically increasing id, like a Stream entry id, so a subscriber
-that reconnects with the last id it saw resumes without a gap (within MAXLEN). Publishing
-happens on the runner's commit thread and never blocks: each subscriber has a bounded
-queue and is dropped, with a reason, when it falls behind.
+Every event gets a monotonically increasing id, like a Stream entry id (microseconds since
+the epoch, so they keep growing across restarts), so a subscriber that reconnects with the
+last id it saw resumes without a gap (within MAXLEN). Publishing happens on the runner's
+thread and never blocks: each subscriber gets each step's events as one item and is dropped,
+with a reason, when what it has not taken yet passes its bound.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -64,9 +65,10 @@ class SubscriberDropped(Exception):
 class _Subscriber:
     key: StreamKey
     loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[LiveEvent | None]
+    queue: asyncio.Queue[list[LiveEvent] | None]  # one runner step's events per item
     accept: Callable[[LiveEvent], bool]
     dropped: str | None = None
+    pending: int = 0  # events queued, not yet taken
 
 
 @dataclass(slots=True)
@@ -87,7 +89,7 @@ class InProcessLiveStore:
         self._timeout = session_timeout_ms
         self._queue_bound = queue_bound
         self._max_events = max_events
-        self._ids = itertools.count(1)
+        self._last_id = 0
         self._lock = threading.Lock()
         self._projects: dict[str, _Project] = {}
         self._streams: OrderedDict[StreamKey, deque[LiveEvent]] = OrderedDict()
@@ -101,7 +103,7 @@ class InProcessLiveStore:
         with self._lock:
             for e, sid, x in zip(batch.events, batch.session_ids, batch.enrichments,
                                  strict=True):
-                live = LiveEvent(next(self._ids), e.project, sid,
+                live = LiveEvent(self._next_id(), e.project, sid,
                                  e.distinct_user_id or e.device_id or "", e.device_id,
                                  e.insert_id, e.event_name, e.category, e.time, e.url,
                                  e.properties, x.city, x.country, x.device_type, x.os)
@@ -115,6 +117,13 @@ class InProcessLiveStore:
             targets = {k: set(v) for k, v in self._subscribers.items() if v}
         if targets:
             self._fan_out(out, targets)
+
+    def _next_id(self) -> int:
+        """Microseconds since the epoch, at least one more than the last: ids keep growing
+        across restarts (a cursor from before one never skips what comes after), unless
+        more than a million events a second ran the ids ahead of the clock."""
+        self._last_id = max(self._last_id + 1, time.time_ns() // 1000)
+        return self._last_id
 
     def _append(self, key: StreamKey, event: LiveEvent) -> None:
         stream = self._streams.get(key)
@@ -160,17 +169,25 @@ class InProcessLiveStore:
             loop.call_soon_threadsafe(self._deliver, items)
 
     def _deliver(self, items: list[tuple[_Subscriber, LiveEvent]]) -> None:
+        """One step's events, one queue item per subscriber. A subscriber that has taken
+        everything so far gets any burst; one still holding events is dropped once they would
+        pass ``queue_bound`` — it is slow, and ingest never waits for it."""
+        batches: dict[_Subscriber, list[LiveEvent]] = {}
         for sub, e in items:
+            batches.setdefault(sub, []).append(e)
+        for sub, batch in batches.items():
             if sub.dropped:
                 continue
-            try:
-                sub.queue.put_nowait(e)
-            except asyncio.QueueFull:
+            if sub.pending and sub.pending + len(batch) > self._queue_bound:
                 sub.dropped = (f"subscriber fell more than {self._queue_bound} events behind "
                                "and was dropped; reconnect with the last id seen")
                 self._remove(sub)
-                sub.queue._queue.clear()  # type: ignore[attr-defined]  # make room for the end
+                sub.queue._queue.clear()  # type: ignore[attr-defined]  # free what it held
+                sub.pending = 0
                 sub.queue.put_nowait(None)
+                continue
+            sub.pending += len(batch)
+            sub.queue.put_nowait(batch)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -192,8 +209,7 @@ class InProcessLiveStore:
                         ) -> AsyncIterator[LiveEvent]:
         """Events of ``key`` as they are processed; with ``after``, first the buffered ones
         after that id. Raises ``SubscriberDropped`` if the consumer falls behind."""
-        sub = _Subscriber(key, asyncio.get_running_loop(), asyncio.Queue(self._queue_bound),
-                          accept)
+        sub = _Subscriber(key, asyncio.get_running_loop(), asyncio.Queue(), accept)
         with self._lock:
             self._subscribers.setdefault(key, set()).add(sub)
         # Read the backlog after registering: an event published in between shows up in
@@ -205,12 +221,14 @@ class InProcessLiveStore:
                 last = e.id
                 yield e
             while True:
-                item = await sub.queue.get()
-                if item is None:
+                batch = await sub.queue.get()
+                if batch is None:
                     raise SubscriberDropped(sub.dropped or "dropped")
-                if item.id > last:
-                    last = item.id
-                    yield item
+                sub.pending -= len(batch)
+                for item in batch:
+                    if item.id > last:
+                        last = item.id
+                        yield item
         finally:
             self._remove(sub)
 

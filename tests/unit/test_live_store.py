@@ -34,10 +34,11 @@ def test_streams_per_session_user_and_project_with_ids() -> None:
 async def test_subscriber_resumes_after_last_id_without_gaps() -> None:
     live = InProcessLiveStore()
     live.publish(batch(3))
+    first = live.read(("p", "session", "s1"))[0].id
     seen: list[str] = []
 
     async def consume() -> None:
-        async for e in live.subscribe(("p", "session", "s1"), after=1):
+        async for e in live.subscribe(("p", "session", "s1"), after=first):
             seen.append(e.insert_id)
             if len(seen) == 4:
                 return
@@ -55,11 +56,44 @@ async def test_slow_subscriber_is_dropped_with_a_reason() -> None:
     gen = live.subscribe(("p", "all", "")).__aiter__()
     first = asyncio.ensure_future(gen.__anext__())
     await asyncio.sleep(0.01)
-    await asyncio.to_thread(live.publish, batch(10))
+    await asyncio.to_thread(live.publish, batch(2))
+    assert (await first).insert_id == "i0"
+    # the consumer stops taking: steps pile up until they pass the bound
+    await asyncio.to_thread(live.publish, batch(2, start=2))
+    await asyncio.to_thread(live.publish, batch(2, start=4))
     await asyncio.sleep(0.05)
+    assert (await gen.__anext__()).insert_id == "i1", "what it had taken is still its own"
     with pytest.raises(SubscriberDropped, match="fell more than 3 events behind"):
-        await first
+        await gen.__anext__()
     assert live.subscriber_count == 0
+
+
+async def test_a_burst_larger_than_the_bound_reaches_a_subscriber_that_keeps_up() -> None:
+    """A bulk import puts thousands of events in one runner step: a subscriber with nothing
+    pending gets them all."""
+    live = InProcessLiveStore(queue_bound=100)
+    ids: list[int] = []
+
+    async def consume() -> None:
+        async for e in live.subscribe(("p", "all", "")):
+            ids.append(e.id)
+            if len(ids) == 5_000:
+                return
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.01)
+    await asyncio.to_thread(live.publish, batch(5_000))
+    await asyncio.wait_for(task, 10)
+    assert ids == sorted(set(ids))
+
+
+def test_ids_keep_growing_across_a_restart() -> None:
+    before = InProcessLiveStore()
+    before.publish(batch(1_000))
+    last = before.read(("p", "all", ""))[-1].id
+    after = InProcessLiveStore()  # a new process: nothing carried over
+    after.publish(batch(1))
+    assert after.read(("p", "all", ""))[0].id > last
 
 
 def test_memory_stays_bounded_by_evicting_the_idlest_streams() -> None:

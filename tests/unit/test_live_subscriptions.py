@@ -180,8 +180,11 @@ async def test_a_subscriber_that_falls_behind_is_dropped_with_the_reason() -> No
     stream = await subscribe(context(live), "subscription { liveEvents { insertId } }")
     pending = asyncio.ensure_future(stream.__anext__())
     await until_subscribed(live)
-    # The first event wakes the consumer; the rest overflow its queue before it runs again.
-    await asyncio.to_thread(live.publish, batch([(f"i{k}", "Search", "s1") for k in range(10)]))
+    # The first step wakes the consumer, which takes it and stops; the next steps pile up
+    # past the bound before it runs again.
+    for step in range(3):
+        await asyncio.to_thread(live.publish, batch([(f"i{step}-{k}", "Search", "s1")
+                                                     for k in range(2)]))
     results = [await asyncio.wait_for(pending, 5)]
     while not results[-1].errors:
         results.append(await asyncio.wait_for(stream.__anext__(), 5))
