@@ -297,8 +297,8 @@ async def gateway_live_path(server: Server, subscribers: int, rate: int, seconds
 
 
 async def end_to_end(server: Server, subscribers: int, rate: int, seconds: float, batch: int
-                     ) -> tuple[list[float], float, int]:
-    """(latencies in ms, deliveries/s, non-200 answers)."""
+                     ) -> tuple[list[float], float, int, list[float]]:
+    """(latencies in ms, deliveries/s, non-200 answers, POST round trips in ms)."""
     write = server.keys["write_key"]
     deliveries = Deliveries(0)
     warm: set[int] = set()
@@ -308,6 +308,7 @@ async def end_to_end(server: Server, subscribers: int, rate: int, seconds: float
                                 all_warm)
     now = int(time.time() * 1000)
     failures = 0
+    round_trips: list[float] = []
     async with httpx.AsyncClient(base_url=server.url, timeout=60,
                                  headers={"Authorization": f"Bearer {write}"},
                                  limits=httpx.Limits(max_connections=16)) as http:
@@ -333,6 +334,7 @@ async def end_to_end(server: Server, subscribers: int, rate: int, seconds: float
             for r in records:
                 r["custom_properties"] = {"sent_ns": stamp}
             resp = await http.post("/v1/events", content=orjson.dumps(records))
+            round_trips.append((time.perf_counter_ns() - stamp) / 1e6)
             failures += resp.status_code != 200
 
         requests = int(rate * seconds / batch)
@@ -361,7 +363,7 @@ async def end_to_end(server: Server, subscribers: int, rate: int, seconds: float
     latencies = deliveries.latencies
     if len(latencies) < expected:
         print(f"  (only {len(latencies):,} of {expected:,} deliveries arrived)")
-    return latencies, len(latencies) / elapsed, failures
+    return latencies, len(latencies) / elapsed, failures, round_trips
 
 
 def run_live_path(subscribers: int, rate: int, seconds: float) -> None:
@@ -385,7 +387,7 @@ def run_end_to_end(subscribers: int, rate: int, seconds: float, batch: int,
     with tempfile.TemporaryDirectory(prefix="cep-bench-live-") as tmp:
         server = Server(Path(tmp) / "data", patch)
         try:
-            latencies, per_second, failures = asyncio.run(
+            latencies, per_second, failures, round_trips = asyncio.run(
                 end_to_end(server, subscribers, rate, seconds, batch))
         finally:
             server.stop()
@@ -393,6 +395,8 @@ def run_end_to_end(subscribers: int, rate: int, seconds: float, batch: int,
         ", live published before the DuckDB commit" if publish_first else "")
     print(f"end2end   {figures(latencies)}  {per_second:,.0f} deliveries/s, POST → WebSocket "
           f"client, {what}; non-200: {failures}", flush=True)
+    print(f"  POST    {figures(round_trips)}  the POSTs' own round trips (HTTP ingest, log "
+          "fsync)", flush=True)
 
 
 @dataclass
@@ -412,10 +416,12 @@ def run_distributed(subscribers: int, rate: int, seconds: float, batch: int) -> 
             print(f"dev stack, gateway and PyFlink job up in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
             server = _Remote(gw.url, gw.create_project("bench"))
-            latencies, per_second, failures = asyncio.run(
+            latencies, per_second, failures, round_trips = asyncio.run(
                 end_to_end(server, subscribers, rate, seconds, batch))  # type: ignore[arg-type]
     print(f"distrib.  {figures(latencies)}  {per_second:,.0f} deliveries/s, POST → Kafka → "
           f"PyFlink → Redis → WebSocket client; non-200: {failures}", flush=True)
+    print(f"  POST    {figures(round_trips)}  the POSTs' own round trips (HTTP ingest, Kafka)",
+          flush=True)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ Times are int milliseconds, UTC.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -141,3 +142,53 @@ class ProfileStore(Protocol):
 class DeadLetterStore(Protocol):
     def dead_letters(self, project: str, status: str | None, limit: int,
                      after_id: int) -> pa.Table: ...
+
+
+def merge_batches(batches: Sequence[WriteBatch]) -> WriteBatch:
+    """One batch that a store commits to the same rows as committing ``batches`` one after
+    another (each store commits a batch as: insert events, move events, delete sessions,
+    upsert sessions, upsert ties where not older, replace traits, add and settle dead
+    letters, then the offset). Later steps win where they overlap; a session a step deletes
+    leaves the upserts of earlier steps."""
+    if len(batches) == 1:
+        return batches[0]
+    out = WriteBatch(next_offset=batches[-1].next_offset)
+    ev = out.events
+    sessions: dict[tuple[str, str], tuple[SessionRow, Enrichment]] = {}
+    deleted: dict[tuple[str, str], None] = {}
+    moves: dict[tuple[str, str], str] = {}
+    ties: dict[tuple[str, str], tuple[str, int]] = {}
+    traits: dict[tuple[str, str, str], tuple[Any, int]] = {}
+    settled: dict[tuple[str, int], None] = {}
+    for b in batches:
+        e = b.events
+        ev.events.extend(e.events)
+        ev.session_ids.extend(e.session_ids)
+        ev.session_keys.extend(e.session_keys)
+        ev.enrichments.extend(e.enrichments)
+        ev.dedupe_keys.extend(e.dedupe_keys)
+        for project, insert_id, sid in b.moved_events:
+            moves.pop((project, insert_id), None)  # keep the last move, in its order
+            moves[(project, insert_id)] = sid
+        for ref in b.deleted_sessions:
+            sessions.pop(ref, None)
+            deleted[ref] = None
+        for row, x in b.sessions:
+            sessions[(row.project, row.session_id)] = (row, x)
+        for project, device, user, t in b.ties:
+            held = ties.get((project, device))
+            if held is None or t >= held[1]:
+                ties[(project, device)] = (user, t)
+        for project, user, key, value, at in b.traits:
+            traits.pop((project, user, key), None)
+            traits[(project, user, key)] = (value, at)
+        out.dead.extend(b.dead)
+        for ref2 in b.settled_dead:
+            settled[ref2] = None
+    out.sessions = list(sessions.values())
+    out.deleted_sessions = list(deleted)
+    out.moved_events = [(p, i, sid) for (p, i), sid in moves.items()]
+    out.ties = [(p, d, u, t) for (p, d), (u, t) in ties.items()]
+    out.traits = [(p, u, k, v, at) for (p, u, k), (v, at) in traits.items()]
+    out.settled_dead = list(settled)
+    return out

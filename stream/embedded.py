@@ -14,13 +14,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from graph.ports import GraphChanges
 from storage.hash_index import HashIndex
 from storage.local_log import LocalEventLog
-from storage.ports import ProcessingStore, StoredEvents, WriteBatch
+from storage.ports import ProcessingStore, StoredEvents, WriteBatch, merge_batches
 from stream.contract.event import Event
 from stream.contract.records import decode_record
 from stream.operators.dedupe import Dedupe, Item, dedupe_key
@@ -40,6 +39,7 @@ log = logging.getLogger("cep.runner")
 GroupKey = tuple[str, str]  # (project, session key)
 LINGER_RECORDS = 4096
 LINGER_SECONDS = 1.0
+MAX_QUEUED_EVENTS = 200_000  # processed, not yet committed: the runner waits above it
 
 
 class _IndexedSeenSet:
@@ -75,6 +75,14 @@ class _IndexedSeenSet:
 
 
 @dataclass(slots=True)
+class _Step:
+    batch: WriteBatch
+    changes: GraphChanges
+    last_offset: int
+    fresh: int
+
+
+@dataclass(slots=True)
 class StepResult:
     records: int
     events: int
@@ -84,10 +92,13 @@ class StepResult:
 class EmbeddedRunner:
     """Processing loop over ``LocalEventLog`` into a ``ProcessingStore``.
 
-    Steps are pipelined: while the store commits step N on the committer thread (DuckDB
-    releases the GIL), the runner thread decodes, de-duplicates and sessionizes step N+1.
-    Anything that reads the store (late events, reloading evicted state) first waits for
-    the commit in flight, so it always sees every earlier step.
+    Steps are pipelined: while the store commits on the commit thread (DuckDB releases the
+    GIL), the runner thread decodes, de-duplicates, sessionizes and publishes the next steps;
+    the commit thread then commits every step queued meanwhile in one transaction. So a
+    record waits for the runner, never for the commit before it (live views see it within
+    milliseconds), and a slow commit makes the next one bigger, not later. Anything that
+    reads the store (late events) first waits until every processed step is committed, so
+    it always sees every earlier step.
 
     ``rules_for(project)`` gives a project's sessionization rules. ``on_commit`` receives
     the stored events of each committed step (live views subscribe through it).
@@ -125,8 +136,16 @@ class EmbeddedRunner:
         self.offset = store.checkpoint()  # everything before it is committed to the store
         self._read_offset = self.offset  # everything before it is at least in flight
         self._log.resume(self.offset, _count_items)
-        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cep-commit")
-        self._inflight: Future[None] | None = None
+        # steps processed, waiting for the commit thread (which takes all of them at once)
+        self._cond = threading.Condition()
+        self._queued: list[_Step] = []
+        self._queued_events = 0
+        self._committing = False
+        self._commit_error: BaseException | None = None
+        self._closing = False
+        self._committer = threading.Thread(target=self._commit_loop, name="cep-commit",
+                                           daemon=True)
+        self._committer.start()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -147,7 +166,10 @@ class EmbeddedRunner:
             self._thread.join(timeout=timeout)
         else:
             self._settle()
-        self._committer.shutdown(wait=True)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._committer.join(timeout=timeout)
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until everything committed to the log so far is processed."""
@@ -167,8 +189,9 @@ class EmbeddedRunner:
                 # is a store transaction, and hundreds of tiny ones a second starve ingest.
                 if self._log.committed - self._read_offset < LINGER_RECORDS:
                     self._log.wait_for(self._read_offset + LINGER_RECORDS - 1, self._linger())
-                if self.step() is None:
-                    self._settle()
+                if self.step() is None:  # idle: commits go on meanwhile, unwaited for
+                    with self._cond:
+                        self._raise_commit_error()
                     self._log.wait_for(self._read_offset, timeout=0.2)
             except Exception as exc:  # the process stays up; /readyz reports it
                 log.exception("runner step failed; state reset, retrying")
@@ -222,36 +245,83 @@ class EmbeddedRunner:
             # live views see a step as soon as it is processed, not after its commit (and
             # again after a crash replays it: they are at least once, keyed by insert id)
             self._on_step(batch.events)
-        self._settle()
         if len(self._state) > self._capacity:
             for _ in range(len(self._state) - self._capacity):
                 self._state.popitem(last=False)
         self._read_offset = batch.next_offset
-        self._inflight = self._committer.submit(self._commit, batch, changes, records[-1][0],
-                                                len(fresh))
+        self._enqueue(_Step(batch, changes, records[-1][0], len(fresh)))
         return StepResult(len(records), len(fresh), len(events) - len(fresh))
 
-    def _commit(self, batch: WriteBatch, changes: GraphChanges, last_offset: int,
-                fresh: int) -> None:
+    # -- commits ---------------------------------------------------------------------------
+
+    def _enqueue(self, step: _Step) -> None:
+        """Hand a processed step to the commit thread without waiting for the commit in
+        flight (the next step is processed and published meanwhile); wait only while more
+        than ``MAX_QUEUED_EVENTS`` events are queued. Re-raises a failed commit's error."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._commit_error is not None
+                                or self._queued_events < MAX_QUEUED_EVENTS)
+            self._raise_commit_error()
+            self._queued.append(step)
+            self._queued_events += len(step.batch.events)
+            self._cond.notify_all()
+
+    def _commit_loop(self) -> None:
+        """The commit thread: every step queued since its last commit, in one transaction
+        (``merge_batches``). While DuckDB commits one transaction (it releases the GIL), the
+        runner processes the next steps, so a record waits for processing, not for the
+        commit before it."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queued or self._closing)
+                if not self._queued:
+                    return
+                steps, self._queued, self._queued_events = self._queued, [], 0
+                self._committing = True
+                self._cond.notify_all()
+            try:
+                self._commit(steps)
+                error = None
+            except BaseException as exc:  # noqa: BLE001 - handed to the runner thread
+                error = exc
+            with self._cond:
+                self._committing = False
+                if error is not None:
+                    self._commit_error = error
+                    self._queued, self._queued_events = [], 0  # re-read from the log
+                self._cond.notify_all()
+
+    def _commit(self, steps: list[_Step]) -> None:
         started, cpu = time.perf_counter(), time.thread_time()
         if self._before_commit is not None:  # idempotent side state first: replays redo it
-            self._before_commit(batch)
+            for step in steps:
+                self._before_commit(step.batch)
+        batch = merge_batches([step.batch for step in steps])
         self._store.commit(batch)
-        log.debug("committed step to offset %d: %d events, %d sessions in %.1f ms "
-                  "(%.1f ms CPU)", batch.next_offset, len(batch.events), len(batch.sessions),
-                  (time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000)
-        self._seen.committed()
-        self._log.ack(last_offset)
+        log.debug("committed %d steps to offset %d: %d events, %d sessions in %.1f ms "
+                  "(%.1f ms CPU)", len(steps), batch.next_offset, len(batch.events),
+                  len(batch.sessions), (time.perf_counter() - started) * 1000,
+                  (time.thread_time() - cpu) * 1000)
+        for _ in steps:
+            self._seen.committed()
+        self._log.ack(steps[-1].last_offset)
         self.offset = batch.next_offset
-        self.processed_events += fresh
+        self.processed_events += sum(step.fresh for step in steps)
         if self._on_commit is not None:
-            self._on_commit(batch, changes)
+            for step in steps:
+                self._on_commit(step.batch, step.changes)
 
     def _settle(self) -> None:
-        """Wait for the commit in flight; re-raises its error."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None:
-            inflight.result()
+        """Wait until every processed step is committed; re-raises a failed commit's error."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._commit_error is not None
+                                or not (self._queued or self._committing))
+            self._raise_commit_error()
+
+    def _raise_commit_error(self) -> None:
+        error, self._commit_error = self._commit_error, None
+        if error is not None:
+            raise error
 
     def rules_changed(self, project: str) -> None:
         """A project's sessionization settings changed: events processed from now on use
