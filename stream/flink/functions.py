@@ -457,6 +457,67 @@ class CampaignTriggers(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink i
             yield bucket_of(key, self._buckets), fired
 
 
+class PublishLive(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is untyped
+    """Keyed by sink bucket: Sessionize's newly placed events to the Redis live views
+    (``storage.redis_live``) within ``flush_ms``, on their own branch — not behind the
+    ``stores`` sink's Cassandra and Neo4j writes, which take hundreds of milliseconds a
+    batch. Live views are at least once (a replay from a checkpoint publishes again; the
+    gateway's subscribers see entries by id), so the buffer is plain memory. Emits nothing.
+    """
+
+    def __init__(self, redis_url: str, flush_ms: int = 10, max_items: int = 1000) -> None:
+        self._url = redis_url
+        self._flush_ms = flush_ms
+        self._max_items = max_items
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        configure_logging()
+        from storage.redis_live import RedisLiveStore
+
+        self._live = RedisLiveStore(self._url)
+        self._buffer: dict[int, list[EnrichedEvent]] = {}
+        self._published = runtime_context.get_metrics_group().counter("live_events")
+
+    def process_element(self, value: tuple[int, list[Any]],
+                        ctx: KeyedProcessFunction.Context) -> Iterator[None]:
+        bucket, items = value
+        new = [o for o in items if type(o) is EnrichedEvent and not o.moved]
+        if new:
+            held = self._buffer.setdefault(bucket, [])
+            if not held:
+                service = ctx.timer_service()
+                service.register_processing_time_timer(int(time.time() * 1000)
+                                                       + self._flush_ms)
+                service.register_event_time_timer(END_OF_INPUT)
+            held.extend(new)
+            if len(held) >= self._max_items:
+                self._flush(bucket)
+        return iter(())
+
+    def on_timer(self, timestamp: int,
+                 ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[None]:
+        self._flush(ctx.get_current_key())
+        return iter(())
+
+    def _flush(self, bucket: int) -> None:
+        held = self._buffer.pop(bucket, None)
+        if not held:
+            return
+        from stream.flink.translate import translate
+
+        try:
+            self._live.publish(translate(held).live)
+        except Exception as exc:  # noqa: BLE001 - live views are best effort; stores are not
+            log.warning("cannot publish %d live events to Redis: %r", len(held), exc)
+            return
+        self._published.inc(len(held))
+
+    def close(self) -> None:
+        live = getattr(self, "_live", None)
+        if live is not None:
+            live.close()
+
+
 def campaign_key(value: tuple[str, Any]) -> str:
     return value[0]
 

@@ -19,8 +19,10 @@ more throughput takes more task-manager processes.
 Topology: parse ─key (project, insert_id)→ Dedupe ─key (project, session key)→ Sessionize
 ─key (sink bucket)→ BufferOutputs → sinks; with campaigns (``cep:campaigns`` in Redis),
 Sessionize's events also go ─key (project, user)→ CampaignTriggers, whose firings join the
-sink buffers. With Kafka, ``profiles.raw`` (traits, ties) and
-``events.dead`` (dead letters, settlements) are read too and join the sink buffers.
+sink buffers; with the ``stores`` sink, they also go ─key (sink bucket)→ PublishLive, the
+Redis live views, on a branch of their own (not behind the Cassandra and Neo4j writes).
+With Kafka, ``profiles.raw`` (traits, ties) and ``events.dead`` (dead letters,
+settlements) are read too and join the sink buffers.
 
 Run against the dev stack's stores (settings: ``stream.flink.store_sink``)::
 
@@ -154,6 +156,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "became non-empty")
     r.add_argument("--flush-items", type=int, default=1000,
                    help="a sink buffer holding this many items is written at once")
+    r.add_argument("--live-flush-ms", type=int, default=10,
+                   help="with --sink stores: new events reach the Redis live views at most "
+                        "this long after Sessionize placed them")
     r.add_argument("--pending-redis", metavar="URL",
                    help="keep cep:pipeline:buffered:<subtask> here (default with --sink "
                         "stores: $CEP_REDIS_URL); 'none' = off")
@@ -257,6 +262,7 @@ def build(args: argparse.Namespace) -> Any:
         ParseDeadLetters,
         ParseEvents,
         ParseProfiles,
+        PublishLive,
         Sessionize,
         campaign_key,
     )
@@ -334,6 +340,15 @@ def build(args: argparse.Namespace) -> Any:
                                    buckets=buckets, producer_memory_ms=args.dedupe_ttl_ms),
                         output_type=Types.PICKLED_BYTE_ARRAY()).name("sessionize")
                .uid("sessionize"))
+    live_url = live_branch(sinks)
+    if live_url:
+        # Live views on their own branch: within milliseconds, not behind the store writes.
+        published = (outputs.key_by(sink_bucket, key_type=Types.INT())
+                     .process(PublishLive(live_url, args.live_flush_ms),
+                              output_type=Types.BOOLEAN())
+                     .name("live views").uid("live-views"))
+        published.sink_to(Sink(get_gateway().jvm.org.apache.flink.streaming.api.functions
+                               .sink.v2.DiscardingSink())).name("live end")
     campaigns_url = redis_for(args.campaigns_redis, specs)
     if campaigns_url:
         # Campaign triggers keyed by (project, user), on Sessionize's enriched events; their
@@ -364,6 +379,18 @@ def build(args: argparse.Namespace) -> Any:
     discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
     written.sink_to(Sink(discard)).name("end")
     return env
+
+
+def live_branch(sinks: Sequence[Any]) -> str | None:
+    """The Redis URL of the ``stores`` sink, whose live views the job then publishes on a
+    branch of their own (the sink keeps only those of the too-late events it places)."""
+    from stream.flink.store_sink import StoresSinkFactory
+
+    for factory in sinks:
+        if isinstance(factory, StoresSinkFactory):
+            factory.live = False
+            return factory.redis_url
+    return None
 
 
 def make_sinks(args: argparse.Namespace, specs: Sequence[str], rules: Any) -> list[Any]:

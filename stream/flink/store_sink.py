@@ -131,10 +131,14 @@ def place_too_late(store: StoredSessions, late: Sequence[TooLate],
 
 
 class StoresSink:
-    """Cassandra first (the answers' source of truth), then the graph, then live views."""
+    """Cassandra first (the answers' source of truth), then the graph, then live views —
+    with ``live=False`` only those of too-late events it places (the job publishes the
+    others on their own branch, ``functions.PublishLive``)."""
 
-    def __init__(self, settings: StoreSettings, placement: Placement | None = None) -> None:
+    def __init__(self, settings: StoreSettings, placement: Placement | None = None,
+                 live: bool = True) -> None:
         self._settings = settings
+        self._publish_live = live
         self._placement = placement or Placement(ProjectRules({}, settings.redis_url),
                                                  enrich=False)
 
@@ -171,12 +175,12 @@ class StoresSink:
                 f.project, f.campaign, f.user, f.firing, f.at, f.event_name) for f in firings))
         late = [o for o in outputs if isinstance(o, TooLate)]
         if not late:
-            self._write(outputs)
+            self._write(outputs, self._publish_live)
             return
         # Only the outputs of one key are ordered; a too-late event's sessions are not held in
         # state, so the key's other outputs can go first and the re-fold then reads them.
-        self._write([o for o in outputs if not isinstance(o, TooLate)])
-        self._write(self._place(late))
+        self._write([o for o in outputs if not isinstance(o, TooLate)], self._publish_live)
+        self._write(self._place(late), True)
 
     def _sessionizer(self, project: str) -> Sessionizer:
         rules = self._placement.rules.rules(project)
@@ -192,7 +196,7 @@ class StoresSink:
                  self._subtask, len(late), (time.perf_counter() - started) * 1000)
         return out
 
-    def _write(self, outputs: Sequence[Any]) -> None:
+    def _write(self, outputs: Sequence[Any], live: bool) -> None:
         from storage.cassandra_store import StreamWrite
 
         if not outputs:
@@ -205,7 +209,7 @@ class StoresSink:
             with _GRAPH_WRITES:
                 self._graph.apply(out.graph)
         graphed = time.perf_counter()
-        if out.live:
+        if live and out.live:
             self._live.publish(out.live)
         log.debug("subtask %d wrote %d outputs (%d events, %d sessions): cassandra %.0f ms, "
                  "neo4j %.0f ms, redis %.0f ms", self._subtask, len(outputs),
@@ -224,6 +228,11 @@ class StoresSinkFactory:
     def __init__(self, settings: StoreSettings, placement: Placement | None = None) -> None:
         self._settings = settings
         self.placement = placement
+        self.live = True  # the job turns it off when it publishes live views on a branch
+
+    @property
+    def redis_url(self) -> str:
+        return self._settings.redis_url
 
     def __call__(self) -> StoresSink:
-        return StoresSink(self._settings, self.placement)
+        return StoresSink(self._settings, self.placement, self.live)

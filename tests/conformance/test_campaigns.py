@@ -8,6 +8,8 @@ A real HTTP receiver gets the webhooks either way.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -101,3 +103,35 @@ def test_a_paused_campaign_sends_nothing(project: Project, receiver: Receiver) -
     project.gateway.wait_processed(project.keys["read_key"])
     time.sleep(5)
     assert len(receiver.for_campaign(welcome)) == 1
+
+
+def restart_processing(gateway: Any) -> None:
+    """Kill what evaluates the triggers and start it again: the embedded gateway (its
+    runner), or the PyFlink job with SIGKILL (it restores its latest checkpoint)."""
+    job = getattr(gateway, "job", None)
+    if job is None:
+        gateway.stop()
+        gateway.start()
+        return
+    assert job.proc is not None
+    os.killpg(job.proc.pid, signal.SIGKILL)
+    job.proc.wait()
+    job.start()
+
+
+def test_a_pending_timer_survives_a_restart_and_fires_once(
+        project: Project, receiver: Receiver) -> None:
+    eve = f"eve-{uuid.uuid4().hex[:6]}"
+    cart = create(project, receiver, name="cart after restart", trigger={
+        "type": "NOT_FOLLOWED_BY", "event": "Add to Cart", "followedBy": "Purchase",
+        "within": "8s"}, template={"body": "Still there?"})
+    time.sleep(3)
+    project.send([event("Add to Cart", eve)])
+    project.gateway.wait_processed(project.keys["read_key"])  # in a checkpoint, distributed
+    time.sleep(1.5)
+    assert receiver.for_campaign(cart) == [], "the timer is not due yet"
+    restart_processing(project.gateway)
+    (msg,) = receiver.wait(cart, 1, timeout=WITHIN)
+    assert msg["user_id"] == eve
+    time.sleep(5)
+    assert len(receiver.for_campaign(cart)) == 1, "fired once, not again after the restore"
