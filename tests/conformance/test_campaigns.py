@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from clients.channels import verify_signature
+from gateway.campaigns import in_holdout
 from tests.conformance.conftest import Project
 from tests.e2e.receiver import Receiver
 
@@ -135,3 +136,42 @@ def test_a_pending_timer_survives_a_restart_and_fires_once(
     assert msg["user_id"] == eve
     time.sleep(5)
     assert len(receiver.for_campaign(cart)) == 1, "fired once, not again after the restore"
+
+
+def test_holdout_results_and_a_one_off_send_to_a_segment(
+        project: Project, receiver: Receiver) -> None:
+    tag = uuid.uuid4().hex[:6]
+    welcome = create(project, receiver, name="welcome", trigger={
+        "type": "ON_EVENT", "event": "Sign Up"}, holdout=0.5,
+        goal={"event": "Purchase", "within": "1h"}, template={"body": "Welcome!"})
+    users = [f"w{i:02d}-{tag}" for i in range(24)]
+    held = {u for u in users if in_holdout(welcome, u, 0.5)}
+    assert 0 < len(held) < len(users)
+    buyers = set(users[:8])
+    time.sleep(3)
+    project.send([event("Sign Up", u, seconds_ago=5) for u in users])
+    receiver.wait(welcome, len(users) - len(held), timeout=WITHIN)
+    count = """query($id: String!) { deliveries(campaignId: $id) { totalCount } }"""
+    deadline = time.monotonic() + WITHIN  # the holdout decisions are recorded too
+    while (time.monotonic() < deadline
+           and admin(project, count, {"id": welcome})["deliveries"]["totalCount"] < len(users)):
+        time.sleep(0.2)
+    time.sleep(0.01)  # purchases come after every decision (ms clock)
+    project.send([event("Purchase", u) for u in sorted(buyers)])
+    project.gateway.wait_processed(project.keys["read_key"])
+    r = admin(project, """query($id: String!) { campaignResults(id: $id) { sent converted
+        holdout holdoutConverted lift } }""", {"id": welcome})["campaignResults"]
+    sent = set(users) - held
+    rate, held_rate = len(buyers & sent) / len(sent), len(buyers & held) / len(held)
+    assert r == {"sent": len(sent), "converted": len(buyers & sent), "holdout": len(held),
+                 "holdoutConverted": len(buyers & held),
+                 "lift": rate / held_rate - 1 if held_rate else None}
+
+    thanks = admin(project, """mutation($ch: ChannelInput!, $f: SegmentFilter!) {
+        sendEngagement(segment: $f, channel: $ch, template: {body: "Thank you!"}) {
+        queued campaign { id status } } }""", {
+        "ch": {"type": "WEBHOOK", "url": receiver.url, "secret": SECRET},
+        "f": {"did": [{"event": "Purchase"}]}})["sendEngagement"]
+    assert thanks["queued"] == len(buyers)
+    got = receiver.wait(thanks["campaign"]["id"], len(buyers), timeout=WITHIN)
+    assert sorted(b["user_id"] for b in got) == sorted(buyers)
