@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from gateway.auth import Authenticator, credentials
+from gateway.auth import Authenticator, KeyAdmin, credentials
 from gateway.graphiql import graphiql_html, graphiql_routes
 from gateway.http_ingest import IngestEndpoints, json_response
 from gateway.platform import Platform, now_ms
@@ -48,6 +48,7 @@ class CEPGraphQL(GraphQL[Context, None]):
                          keep_alive=True, keep_alive_interval=15)
         self._platform = platform
         self.auth = auth
+        self.keys = KeyAdmin(platform.control, auth)
 
     def encode_json(self, data: object) -> bytes:
         """orjson: a 10,000-row page renders in a fifth of the standard library's time."""
@@ -75,6 +76,7 @@ class CEPGraphQL(GraphQL[Context, None]):
             graph=p.graph,
             live=p.live,
             campaigns=getattr(p, "campaigns", None),
+            keys=self.keys,
         )
 
 

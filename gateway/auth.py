@@ -6,6 +6,7 @@ import base64
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from storage.control import ControlStore, KeyInfo
 
@@ -37,6 +38,11 @@ class Authenticator:
         self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
         self._lock = threading.Lock()
 
+    def forget(self) -> None:
+        """Drop every cached answer (a key was revoked here)."""
+        with self._lock:
+            self._cache.clear()
+
     def check(self, key: str) -> KeyInfo | None:
         now = time.monotonic()
         with self._lock:
@@ -49,3 +55,33 @@ class Authenticator:
                 self._cache.clear()
             self._cache[key] = (now, info)
         return info
+
+
+class KeyAdmin:
+    """Key management for the admin key's GraphQL fields and the CLI's ``project keys``: the
+    control store, and this process's cache dropped as soon as a key is revoked (other
+    processes stop accepting it within ``CACHE_SECONDS``)."""
+
+    def __init__(self, control: ControlStore, auth: Authenticator | None = None) -> None:
+        self._control = control
+        self._auth = auth
+
+    def list(self, project: str) -> list[dict[str, Any]]:
+        return self._control.keys(project)
+
+    def create(self, project: str, kind: str) -> str:
+        return self._control.create_key(project, kind)
+
+    def rotate(self, project: str, kind: str) -> str:
+        key = self._control.rotate_key(project, kind)
+        self._forget()
+        return key
+
+    def revoke(self, project: str, prefix: str) -> int:
+        n = self._control.revoke_key(project, prefix)
+        self._forget()
+        return n
+
+    def _forget(self) -> None:
+        if self._auth is not None:
+            self._auth.forget()

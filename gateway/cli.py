@@ -147,6 +147,79 @@ def project_rotate(project_id: str, kind: str, data_dir: Path | None) -> None:
     control.close()
 
 
+@project.group("keys")
+def project_keys() -> None:
+    """A project's keys: list, create, rotate, revoke (the gateway stops accepting a revoked
+    key within seconds)."""
+
+
+def _control_for(project_id: str, data_dir: Path | None) -> Any:
+    control = open_control(_settings(data_dir=data_dir).data_dir)
+    if not control.project_exists(project_id):
+        control.close()
+        raise click.UsageError(f"project: {project_id!r} does not exist")
+    return control
+
+
+@project_keys.command("list")
+@click.argument("project_id")
+@DATA_OPTION
+def keys_list(project_id: str, data_dir: Path | None) -> None:
+    """The project's keys as JSON lines: kind, prefix, created_at, revoked_at (never keys)."""
+    control = _control_for(project_id, data_dir)
+    try:
+        for row in control.keys(project_id):
+            click.echo(json.dumps(row))
+    finally:
+        control.close()
+
+
+@project_keys.command("create")
+@click.argument("project_id")
+@click.argument("kind", type=click.Choice(["write", "read", "admin"]))
+@DATA_OPTION
+def keys_create(project_id: str, kind: str, data_dir: Path | None) -> None:
+    """One more key of KIND (the others stay valid); prints it, once."""
+    control = _control_for(project_id, data_dir)
+    try:
+        click.echo(json.dumps({"project": project_id,
+                               f"{kind}_key": control.create_key(project_id, kind)}))
+    finally:
+        control.close()
+
+
+@project_keys.command("rotate")
+@click.argument("project_id")
+@click.argument("kind", type=click.Choice(["write", "read", "admin"]))
+@DATA_OPTION
+def keys_rotate(project_id: str, kind: str, data_dir: Path | None) -> None:
+    """A new key of KIND, every other key of that kind revoked; prints it, once."""
+    control = _control_for(project_id, data_dir)
+    try:
+        click.echo(json.dumps({"project": project_id,
+                               f"{kind}_key": control.rotate_key(project_id, kind)}))
+    finally:
+        control.close()
+
+
+@project_keys.command("revoke")
+@click.argument("project_id")
+@click.argument("prefix")
+@DATA_OPTION
+def keys_revoke(project_id: str, prefix: str, data_dir: Path | None) -> None:
+    """Revoke the key with PREFIX (as `keys list` shows it) or this whole key."""
+    control = _control_for(project_id, data_dir)
+    try:
+        n = control.revoke_key(project_id, prefix)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        control.close()
+    if n == 0:
+        raise click.UsageError(f"prefix: no active key of {project_id} matches {prefix!r}")
+    click.echo(json.dumps({"project": project_id, "revoked": n}))
+
+
 # -- serving -------------------------------------------------------------------------------
 
 @main.command()

@@ -43,7 +43,8 @@ class Context:
     update_project_settings: Callable[[str, dict[str, Any]], Any] | None = None
     graph: JourneyGraph | None = None
     live: LivePort | None = None
-    campaigns: Any = None  # gateway.campaigns.Campaigns (embedded profile)
+    campaigns: Any = None  # gateway.campaigns.Campaigns
+    keys: Any = None  # gateway.auth.KeyAdmin
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:

@@ -20,6 +20,7 @@ from resolvers.schema_campaigns import CampaignMutations, CampaignQueries
 from resolvers.schema_common import page_size, segment_sessions, window_of
 from resolvers.schema_engagement import EngagementQueries
 from resolvers.schema_funnels import FunnelQueries
+from resolvers.schema_keys import KeyMutations, KeyQueries
 from resolvers.schema_live import LiveSubscriptions
 from resolvers.schema_paths import PathQueries
 from resolvers.schema_retention import RetentionQueries
@@ -332,12 +333,13 @@ class IngestMutations:
 
 @strawberry.type
 class Query(SessionQueries, EngagementQueries, FunnelQueries, SegmentQueries,
-            RetentionQueries, PathQueries, CampaignQueries, ContractQueries, AboutQueries):
+            RetentionQueries, PathQueries, CampaignQueries, ContractQueries, KeyQueries,
+            AboutQueries):
     pass
 
 
 @strawberry.type
-class Mutation(IngestMutations, SegmentMutations, CampaignMutations):
+class Mutation(IngestMutations, SegmentMutations, CampaignMutations, KeyMutations):
     pass
 
 

@@ -55,6 +55,13 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+PREFIX_CHARS = 10  # stored and listed beside the hash: e.g. cep_r_Ab3x
+
+
+def _prefix(key: str) -> str:
+    return key[:PREFIX_CHARS]
+
+
 def new_key(kind: str) -> str:
     return f"cep_{kind[0]}_{secrets.token_urlsafe(24)}"
 
@@ -85,7 +92,7 @@ class ControlStore:
                     key = new_key(kind)
                     self._db.execute(
                         "INSERT INTO keys (hash, project, kind, prefix, created_at) "
-                        "VALUES (?, ?, ?, ?, ?)", (hash_key(key), project, kind, key[:10], now))
+                        "VALUES (?, ?, ?, ?, ?)", (hash_key(key), project, kind, _prefix(key), now))
                     out[f"{kind}_key"] = key
                 self._db.execute("COMMIT")
             except BaseException:
@@ -104,10 +111,59 @@ class ControlStore:
             self._db.execute("UPDATE keys SET revoked_at = ? WHERE project = ? AND kind = ? "
                              "AND revoked_at IS NULL", (now, project, kind))
             self._db.execute("INSERT INTO keys (hash, project, kind, prefix, created_at) "
-                             "VALUES (?, ?, ?, ?, ?)", (hash_key(key), project, kind, key[:10],
+                             "VALUES (?, ?, ?, ?, ?)", (hash_key(key), project, kind, _prefix(key),
                                                         now))
             self._db.execute("COMMIT")
         return key
+
+    def keys(self, project: str) -> list[dict[str, Any]]:
+        """The project's keys, newest first: kind, prefix (what identifies a key without
+        revealing it), created and revoked times (ms). Never the key or its hash."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, prefix, created_at, revoked_at FROM keys WHERE project = ? "
+                "ORDER BY created_at DESC, prefix", (project,)).fetchall()
+        return [{"kind": k, "prefix": p, "created_at": c, "revoked_at": r}
+                for k, p, c, r in rows]
+
+    def create_key(self, project: str, kind: str) -> str:
+        """One more key of ``kind`` (the others stay valid: rotate without downtime by
+        creating, deploying, then revoking the old one). Returns the plain key, shown once."""
+        if kind not in KINDS:
+            raise ValueError(f"kind: must be one of {', '.join(KINDS)}")
+        key = new_key(kind)
+        with self._lock:
+            self._db.execute("INSERT INTO keys (hash, project, kind, prefix, created_at) "
+                             "VALUES (?, ?, ?, ?, ?)", (hash_key(key), project, kind,
+                                                        _prefix(key), int(time.time() * 1000)))
+        return key
+
+    def revoke_key(self, project: str, prefix: str) -> int:
+        """Revoke the project's active keys with this prefix (as ``keys`` lists it) or this
+        whole key; returns how many. The last active admin key cannot be revoked."""
+        if len(prefix) < PREFIX_CHARS:
+            raise ValueError(f"prefix: give the {PREFIX_CHARS} characters `keys` lists, or "
+                             "the whole key")
+        now = int(time.time() * 1000)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute(
+                    "SELECT hash, kind, prefix FROM keys WHERE project = ? AND revoked_at IS "
+                    "NULL", (project,)).fetchall()
+                whole = hash_key(prefix)
+                hit = [(h, k) for h, k, p in rows if p == prefix or h == whole]
+                admins = sum(1 for _, k, _ in rows if k == "admin")
+                if admins and admins == sum(1 for _, k in hit if k == "admin"):
+                    raise ValueError("prefix: that would revoke the project's last active "
+                                     "admin key; create another admin key first")
+                self._db.executemany("UPDATE keys SET revoked_at = ? WHERE hash = ?",
+                                     [(now, h) for h, _ in hit])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return len(hit)
 
     def authenticate(self, key: str) -> KeyInfo | None:
         with self._lock:
