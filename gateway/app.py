@@ -19,6 +19,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from gateway.auth import Authenticator, KeyAdmin, credentials
 from gateway.graphiql import graphiql_html, graphiql_routes
 from gateway.http_ingest import IngestEndpoints, json_response
+from gateway.limits import GraphQLRateLimit, RateLimiter
 from gateway.platform import Platform, now_ms
 from gateway.websocket import LegacyWSHandler, TextWebSocketAdapter, TransportWSHandler
 
@@ -83,7 +84,9 @@ class CEPGraphQL(GraphQL[Context, None]):
 def create_app(platform: Platform | DistributedPlatform, *, own_platform: bool = False
                ) -> Starlette:
     auth = Authenticator(platform.control)
-    ingest = IngestEndpoints(platform.ingestor, auth, platform.settings.max_body_bytes)
+    s = platform.settings
+    ingest = IngestEndpoints(platform.ingestor, auth, s.max_body_bytes,
+                             RateLimiter(s.rate_ingest_records))
 
     async def healthz(_request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -109,7 +112,8 @@ def create_app(platform: Platform | DistributedPlatform, *, own_platform: bool =
         Route("/v1/identify", ingest.identify, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/graphql", GraphQLRateLimit(graphql, RateLimiter(s.rate_queries)),
+              methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         *graphiql_routes(),
     ]

@@ -1,7 +1,8 @@
 """HTTP ingest routes: ``POST /v1/events`` and ``POST /v1/identify``.
 
 401 without a valid key, 403 for a key that may not ingest, 413 over the (uncompressed)
-size or record limit, 400 for a body that is not JSON at all; otherwise 200 with
+size or record limit, 400 for a body that is not JSON at all, 429 with ``Retry-After`` over
+the key's records per second (``gateway.limits``); otherwise 200 with
 ``{"accepted": N, "rejected": [{"index": i, "reason": "…"}]}``.
 """
 
@@ -16,6 +17,7 @@ from starlette.responses import Response
 
 from gateway.auth import Authenticator, credentials
 from gateway.ingest import BodyTooLarge, Ingestor, inflate, is_gzip
+from gateway.limits import RateLimiter, retry_after
 from storage.local_log import LogClosed
 from stream.contract.envelope import BodyError, split_records
 
@@ -50,10 +52,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class IngestEndpoints:
-    def __init__(self, ingestor: Ingestor, auth: Authenticator, max_body_bytes: int) -> None:
+    def __init__(self, ingestor: Ingestor, auth: Authenticator, max_body_bytes: int,
+                 limiter: RateLimiter | None = None) -> None:
         self._ingestor = ingestor
         self._auth = auth
         self._limit = max_body_bytes
+        self._limiter = limiter or RateLimiter(0)
 
     async def events(self, request: Request) -> Response:
         return await self._ingest(request, "event")
@@ -72,6 +76,13 @@ class IngestEndpoints:
                                   "FORBIDDEN")
         try:
             records = split_records(await read_body(request, self._limit))
+            wait = self._limiter.take(key or "", len(records))
+            if wait > 0:
+                resp = error_response(429, f"rate limit: this key may send "
+                                      f"{self._limiter.rate:g} records a second; retry after "
+                                      f"{retry_after(wait)} s", "RATE_LIMITED")
+                resp.headers["Retry-After"] = retry_after(wait)
+                return resp
             if kind == "event":
                 result = await self._ingestor.events(info.project, records)
             else:
