@@ -274,7 +274,11 @@ class IngestMutations:
         ctx = info.context
         project = ctx.require("admin")
         table = await ctx.call(ctx.dead_letters.dead_letters, project, "open", 100_000, 0)
-        wanted = {int(i) for i in ids} if ids is not None else None
+        try:
+            wanted = {int(i) for i in ids} if ids is not None else None
+        except ValueError:
+            raise bad_input("ids", "dead letter ids are whole numbers, as deadLetters "
+                            "lists them") from None
         letters = [
             (r["id"], r["kind"], r["payload"].encode())
             for r in table.to_pylist()
