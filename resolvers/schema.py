@@ -169,6 +169,12 @@ class AboutQueries:
         project = ctx.require("read")
         return _settings_type(ctx.session_settings(project))
 
+    @strawberry.field(description="What this project keeps of personal data.")
+    def privacy_settings(self, info: strawberry.Info) -> PrivacySettings:
+        ctx = info.context
+        project = ctx.require("read")
+        return PrivacySettings(drop_ip=bool(ctx.session_settings(project).drop_ip))
+
     @strawberry.field(description="This deployment: version, profile and data credits.")
     def about(self, info: strawberry.Info) -> About:
         ctx = info.context
@@ -325,6 +331,14 @@ class IngestMutations:
         ctx.update_session_settings(project, changes)
         return _settings_type(ctx.session_settings(project))
 
+    @strawberry.mutation(description="What this project keeps of personal data (admin "
+                         "key); applies to events processed from now on.")
+    def update_privacy_settings(self, info: strawberry.Info, drop_ip: bool) -> PrivacySettings:
+        ctx = info.context
+        project = ctx.require("admin")
+        ctx.update_session_settings(project, {"drop_ip": drop_ip})
+        return PrivacySettings(drop_ip=bool(ctx.session_settings(project).drop_ip))
+
     @strawberry.mutation(
         description="Strict mode rejects events whose name is not registered (admin key)."
     )
@@ -333,6 +347,13 @@ class IngestMutations:
         project = ctx.require("admin")
         ctx.registry.set_strict(project, strict)
         return strict
+
+
+@strawberry.type
+class PrivacySettings:
+    drop_ip: bool = strawberry.field(description=(
+        "The raw IP address is used to enrich events (place) and sessions, then not "
+        "stored. Events already stored keep theirs."))
 
 
 @strawberry.type

@@ -16,6 +16,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
+
 from graph.ports import GraphChanges
 from storage.hash_index import HashIndex
 from storage.local_log import LocalEventLog
@@ -379,10 +381,17 @@ class EmbeddedRunner:
             self._settle()  # the late path reads the store: it must hold every earlier step
             self._late(late, batch, touched, sids, changes)
         enrich = self._enricher.enrich
-        batch.events = StoredEvents(fresh, sids, skeys,
-                                    [enrich(e.ip, e.user_agent) for e in fresh], keys)
-        batch.sessions.extend((r.snapshot(), enrich(r.ip, r.user_agent))
-                              for r in touched.values())
+        enrichments = [enrich(e.ip, e.user_agent) for e in fresh]
+        drop = {p for p in {e.project for e in fresh} if self._sessionizer(p).rules.drop_ip}
+        stored = fresh if not drop else [  # enriched from the IP, then stored without it
+            msgspec.structs.replace(e, ip=None) if e.project in drop and e.ip else e
+            for e in fresh]
+        batch.events = StoredEvents(stored, sids, skeys, enrichments, keys)
+        for r in touched.values():
+            row, enrichment = r.snapshot(), enrich(r.ip, r.user_agent)
+            if row.project in drop or (r.ip and self._sessionizer(r.project).rules.drop_ip):
+                row.ip = None
+            batch.sessions.append((row, enrichment))
 
     def _late(self, late: list[tuple[GroupKey, list[int], list[Event], SessionRow]],
               batch: WriteBatch, touched: dict[tuple[str, str], SessionRow],

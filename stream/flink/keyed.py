@@ -392,11 +392,17 @@ class KeySessions:
 
     def _event_out(self, event: Event, row: SessionRow, moved: bool = False,
                    index: int = -1) -> EnrichedEvent:
-        return EnrichedEvent(event, row.session_id, row.session_key,
-                             self._enrich(event.ip, event.user_agent), moved, index)
+        enrichment = self._enrich(event.ip, event.user_agent)
+        if self.rules.drop_ip and event.ip is not None:  # enriched; not stored
+            event = msgspec.structs.replace(event, ip=None)
+        return EnrichedEvent(event, row.session_id, row.session_key, enrichment, moved, index)
 
     def _session_out(self, row: SessionRow, final: bool) -> SessionUpsert:
-        return SessionUpsert(row.snapshot(), self._enrich(row.ip, row.user_agent), final)
+        snapshot = row.snapshot()
+        enrichment = self._enrich(row.ip, row.user_agent)
+        if self.rules.drop_ip:
+            snapshot.ip = None
+        return SessionUpsert(snapshot, enrichment, final)
 
 
 def _tie_of(event: Event) -> tuple[str, int] | None:

@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from storage.redis_firings import FiringRecord, publish_firings
 from stream.contract.event import Event
 from stream.flink.records import (
@@ -191,9 +193,26 @@ class StoresSink:
 
     def _place(self, late: list[TooLate]) -> list[Any]:
         started = time.perf_counter()
-        out = place_too_late(self._cassandra, late, self._sessionizer, self._enricher.enrich)
+        out = self._without_ip(place_too_late(self._cassandra, late, self._sessionizer,
+                                              self._enricher.enrich))
         log.info("subtask %d placed %d too-late events against stored sessions in %.0f ms",
                  self._subtask, len(late), (time.perf_counter() - started) * 1000)
+        return out
+
+    def _without_ip(self, outputs: list[Any]) -> list[Any]:
+        """Placed too-late events and sessions of projects that drop the raw IP: enriched
+        from it, stored without it (as Sessionize's outputs)."""
+        out = []
+        for o in outputs:
+            if type(o) is EnrichedEvent and o.event.ip and self._sessionizer(
+                    o.event.project).rules.drop_ip:
+                o = msgspec.structs.replace(o, event=msgspec.structs.replace(o.event, ip=None))
+            elif type(o) is SessionUpsert and o.row.ip and self._sessionizer(
+                    o.row.project).rules.drop_ip:
+                row = o.row.snapshot()
+                row.ip = None
+                o = msgspec.structs.replace(o, row=row)
+            out.append(o)
         return out
 
     def _write(self, outputs: Sequence[Any], live: bool) -> None:

@@ -39,6 +39,9 @@ class SessionRules:
     end_events: frozenset[str] = DEFAULT_END_EVENTS
     conversion_events: frozenset[str] = DEFAULT_CONVERSION_EVENTS
     crash_events: frozenset[str] = DEFAULT_CRASH_EVENTS
+    # Privacy, not sessions, but the same per-project settings reach both runners this way:
+    # the raw IP is used for enrichment, then not stored (events and session rows).
+    drop_ip: bool = False
 
 
 @dataclass(slots=True)
@@ -89,6 +92,7 @@ def session_rules(settings: Mapping[str, Any], start: frozenset[str], end: froze
         start_events=frozenset(settings.get("session_start_events", start)),
         end_events=frozenset(settings.get("session_end_events", end)),
         conversion_events=frozenset(settings.get("conversion_events", conversion)),
+        drop_ip=bool(settings.get("drop_ip", False)),
     )
 
 

@@ -206,3 +206,23 @@ def test_session_settings_change_how_new_sessions_are_cut(gateway: Gateway,
         (2, True), (1, False)]
     gateway.gql(keys["admin_key"], m, {"i": {"timeoutMinutes": 30, "conversionEvents": [
         "Charged", "Place Order", "Purchase"]}})
+
+
+def test_privacy_setting_drops_the_ip_after_enrichment(gateway: Gateway,
+                                                       keys: dict[str, Any]) -> None:
+    q = "{ privacySettings { dropIp } }"
+    assert gateway.gql(keys["read_key"], q)["data"] == {"privacySettings": {"dropIp": False}}
+    m = "mutation($d: Boolean!) { updatePrivacySettings(dropIp: $d) { dropIp } }"
+    assert gateway.gql(keys["read_key"], m, {"d": True})["errors"][0]["extensions"][
+        "code"] == "FORBIDDEN"
+    assert gateway.gql(keys["admin_key"], m, {"d": True})["data"] == {
+        "updatePrivacySettings": {"dropIp": True}}
+    assert gateway.gql(keys["read_key"], q)["data"] == {"privacySettings": {"dropIp": True}}
+    record = {**event("App Launch", 0, device="d-private"), "ip": "8.8.8.8"}
+    assert post(gateway, keys["write_key"], orjson.dumps([record])).json()["accepted"] == 1
+    gateway.wait_processed(keys["read_key"])
+    node = gateway.gql(keys["read_key"], """{ sessions(filter: {deviceId: "d-private"}) {
+        edges { node { country events { country } } } } }""")["data"]["sessions"]["edges"]
+    assert node[0]["node"]["country"] == "US", "still placed from the IP"
+    assert gateway.gql(keys["admin_key"], m, {"d": False})["data"] == {
+        "updatePrivacySettings": {"dropIp": False}}
