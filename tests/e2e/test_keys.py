@@ -133,3 +133,28 @@ def test_cli_lists_creates_and_revokes_keys(tmp_path: Path) -> None:
     missing = run("list", "p_nope")
     assert missing.returncode == 2
     assert "does not exist" in missing.stderr
+
+
+def test_no_key_or_secret_reaches_the_log_even_at_debug(tmp_path: Path) -> None:
+    g = Gateway(tmp_path, extra=("--log-level", "debug"))
+    g.start()
+    try:
+        keys = g.create_project("logs")
+        secret = "webhook-secret-" + uuid.uuid4().hex
+        assert post(g, keys["write_key"]) == 200
+        ok(g, keys["read_key"], ABOUT)
+        ok(g, keys["admin_key"], """mutation($i: CampaignInput!) { createCampaign(input: $i)
+            { id } }""", {"i": {"name": "c", "trigger": {"type": "ON_EVENT", "event": "X"},
+                                "channel": {"type": "WEBHOOK", "url": "http://127.0.0.1:9/",
+                                            "secret": secret}, "template": {"body": "hi"}}})
+        new = ok(g, keys["admin_key"], "mutation { rotateApiKey(kind: READ) { key } }")[
+            "rotateApiKey"]["key"]
+        g.gql("cep_r_not-a-real-key-at-all", ABOUT)
+        g.wait_processed(new)
+    finally:
+        g.stop()
+    log = g.log_path.read_text(errors="replace")
+    assert "DEBUG" in log or "debug" in log.lower(), "the gateway logged at debug"
+    for value in (*[keys[f"{k}_key"] for k in ("write", "read", "admin")], new, secret,
+                  "cep_r_not-a-real-key-at-all"):
+        assert value not in log
