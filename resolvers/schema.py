@@ -15,7 +15,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
 )
 
-from resolvers.errors import api_error, bad_input, is_public
+from resolvers.errors import api_error, bad_input, is_public, unavailable_store
 from resolvers.schema_campaigns import CampaignMutations, CampaignQueries
 from resolvers.schema_common import page_size, segment_sessions, window_of
 from resolvers.schema_engagement import EngagementQueries
@@ -377,6 +377,19 @@ def _mask(error: GraphQLError) -> bool:
     return not is_public(error)
 
 
+class StoreAwareMaskErrors(MaskErrors):
+    """Unexpected errors are masked, except that a store that cannot be reached is said so:
+    ``UNAVAILABLE`` naming the store, so a dashboard can tell "down" from "broken"."""
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        store = unavailable_store(error.original_error)
+        if store is None:
+            return super().anonymise_error(error)
+        return GraphQLError(f"{store} is unavailable; try again shortly", nodes=error.nodes,
+                            source=error.source, positions=error.positions, path=error.path,
+                            extensions={"code": "UNAVAILABLE", "store": store})
+
+
 def build_schema(
     max_depth: int = 12, max_tokens: int = 5_000, max_aliases: int = 30
 ) -> strawberry.Schema:
@@ -388,7 +401,8 @@ def build_schema(
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
-            lambda: MaskErrors(should_mask_error=_mask, error_message="Internal error"),
+            lambda: StoreAwareMaskErrors(should_mask_error=_mask,
+                                         error_message="Internal error"),
         ],
     )
 
