@@ -97,7 +97,8 @@ def create_app(platform: Platform | DistributedPlatform, *, own_platform: bool =
     auth = Authenticator(platform.control)
     s = platform.settings
     ingest = IngestEndpoints(platform.ingestor, auth, s.max_body_bytes,
-                             RateLimiter(s.rate_ingest_records))
+                             RateLimiter(s.rate_ingest_records), platform.backlog,
+                             s.max_backlog)
 
     async def healthz(_request: Request) -> Response:
         return json_response({"status": "ok"})

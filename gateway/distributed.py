@@ -161,6 +161,16 @@ class DistributedPlatform:
         lag = await self.lag_monitor.lag()
         return (lag.pending, lag.processed, lag.healthy)
 
+    async def backlog(self) -> int:
+        """The job's consumer lag (ingest refuses above a bound); 0 when it cannot be read
+        (then Kafka itself decides: a write that cannot land is a 503 anyway)."""
+        if self.lag_monitor is None:
+            return 0
+        try:
+            return max(0, (await self.lag_monitor.lag()).pending)
+        except Exception:  # noqa: BLE001 - the lag is advisory here
+            return 0
+
     async def readiness(self) -> tuple[bool, dict[str, str], dict[str, Any]]:
         async def check(name: str, probe: Any) -> tuple[str, str]:
             try:

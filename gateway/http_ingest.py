@@ -2,13 +2,15 @@
 
 401 without a valid key, 403 for a key that may not ingest, 413 over the (uncompressed)
 size or record limit, 400 for a body that is not JSON at all, 429 with ``Retry-After`` over
-the key's records per second (``gateway.limits``); otherwise 200 with
+the key's records per second (``gateway.limits``), 503 with ``Retry-After`` while the
+pipeline is more than ``max_backlog`` events behind; otherwise 200 with
 ``{"accepted": N, "rejected": [{"index": i, "reason": "…"}]}``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -53,11 +55,15 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 class IngestEndpoints:
     def __init__(self, ingestor: Ingestor, auth: Authenticator, max_body_bytes: int,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None,
+                 backlog: Callable[[], Awaitable[int]] | None = None,
+                 max_backlog: int = 0) -> None:
         self._ingestor = ingestor
         self._auth = auth
         self._limit = max_body_bytes
         self._limiter = limiter or RateLimiter(0)
+        self._backlog = backlog
+        self._max_backlog = max_backlog
 
     async def events(self, request: Request) -> Response:
         return await self._ingest(request, "event")
@@ -74,6 +80,16 @@ class IngestEndpoints:
         if info.kind not in ("write", "admin"):
             return error_response(403, f"a {info.kind} key cannot ingest; use the write key",
                                   "FORBIDDEN")
+        if self._backlog is not None and self._max_backlog > 0:
+            behind = await self._backlog()
+            if behind > self._max_backlog:
+                # The pipeline is far behind: refuse rather than let the backlog (and what
+                # tracks it) grow without bound. Nothing of the request is accepted.
+                resp = error_response(503, f"the pipeline is {behind} events behind (bound "
+                                      f"{self._max_backlog}); retry the same batch later",
+                                      "UNAVAILABLE")
+                resp.headers["Retry-After"] = "5"
+                return resp
         try:
             records = split_records(await read_body(request, self._limit))
             wait = self._limiter.take(key or "", len(records))

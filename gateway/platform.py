@@ -148,6 +148,10 @@ class Platform:
     async def pipeline(self) -> tuple[int, int, bool]:
         return (self.log.pending_items, self.runner.processed_events, self.runner.error is None)
 
+    async def backlog(self) -> int:
+        """Events accepted and not yet processed (ingest refuses above a bound)."""
+        return self.log.pending_items
+
     async def readiness(self) -> tuple[bool, dict[str, str], dict[str, Any]]:
         runner_ok = self.runner.error is None
         deps = {"event_log": "ok", "store": "ok",

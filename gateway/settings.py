@@ -45,6 +45,7 @@ class Settings:
     page_size_limit: int = 10_000  # rows per page of a list (a segment export page)
     rate_ingest_records: float = 100_000  # per key and second (0: no limit); burst 2 s
     rate_queries: float = 100  # GraphQL HTTP requests per key and second; burst 2 s
+    max_backlog: int = 2_000_000  # events accepted, not yet processed: ingest 503s above
     duckdb_memory: str = "512MB"  # DuckDB's buffer pool; larger queries spill to disk
     # The distributed profile's services (defaults: the dev stack's, `cep devstack up`).
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -68,6 +69,7 @@ class Settings:
             page_size_limit=_env_int("CEP_PAGE_SIZE_LIMIT", 10_000),
             rate_ingest_records=_env_int("CEP_RATE_INGEST", 100_000),
             rate_queries=_env_int("CEP_RATE_QUERIES", 100),
+            max_backlog=_env_int("CEP_MAX_BACKLOG", 2_000_000),
             geo_dir=Path(os.environ["CEP_GEO_DIR"]) if os.environ.get("CEP_GEO_DIR") else None,
             duckdb_memory=os.environ.get("CEP_DUCKDB_MEMORY", "512MB"),
             geo_files=tuple(Path(p) for p in os.environ.get("CEP_GEO_DB", "").split(",") if p),

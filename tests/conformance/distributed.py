@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.devstack import Ports
+from clients.devstack import DevStack, Ports
 from tests.e2e.conftest import ROOT, Gateway
 from tests.integration.services import free_ports, running
 
@@ -36,9 +36,10 @@ def _unusable(reason: str) -> None:
 class FlinkJob:
     """``cep flink run`` in its own process group (the JVM is its child)."""
 
-    def __init__(self, data: Path, env: dict[str, str]) -> None:
+    def __init__(self, data: Path, env: dict[str, str], extra: tuple[str, ...] = ()) -> None:
         self.data = data
         self.env = env
+        self.extra = extra  # job flags after the defaults (argparse: the last one wins)
         self.log_path = data / "flink-job.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -48,7 +49,7 @@ class FlinkJob:
             [sys.executable, "-m", "gateway.cli", "flink", "run", "--data", str(self.data),
              "--venv", str(FLINK_VENV), "--parallelism", "2", "--",
              "--checkpoint-interval-ms", "1000", "--out-of-orderness-ms", "1000",
-             "--max-restarts", "3"],
+             "--max-restarts", "3", *self.extra],
             cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         logf.close()
@@ -77,6 +78,7 @@ class DistributedGateway(Gateway):
     """A distributed-profile gateway whose pipeline waits also watch the job."""
 
     job: FlinkJob | None = None
+    stack: DevStack | None = None  # the dev stack it runs on (a test may stop a service)
 
     def wait_processed(self, key: str, timeout: float = 180.0) -> None:
         if self.job is not None and not self.job.alive():
@@ -90,13 +92,14 @@ class DistributedGateway(Gateway):
 
 
 @contextmanager
-def distributed_backend(data: Path) -> Iterator[Gateway]:
+def distributed_backend(data: Path, job_args: tuple[str, ...] = ()
+                        ) -> Iterator[DistributedGateway]:
     if not (FLINK_VENV / "bin" / "python").exists():
         _unusable(f"no Flink venv at {FLINK_VENV}: run scripts/flink/setup.sh (make setup)")
     p = free_ports(7)
     ports = Ports(kafka=p[0], kafka_controller=p[1], cassandra=p[2], cassandra_storage=p[3],
                   neo4j_bolt=p[4], neo4j_http=p[5], redis=p[6])
-    with running(data / "stack", ports):
+    with running(data / "stack", ports) as stack:
         env = {"CEP_PROFILE": "distributed",
                "CEP_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports.kafka}",
                "CEP_CASSANDRA_HOSTS": "127.0.0.1", "CEP_CASSANDRA_PORT": str(ports.cassandra),
@@ -104,8 +107,9 @@ def distributed_backend(data: Path) -> Iterator[Gateway]:
                "CEP_NEO4J_URI": f"bolt://127.0.0.1:{ports.neo4j_bolt}"}
         gw = DistributedGateway(data / "gateway", env=env)
         gw.start(timeout=180)
-        job = FlinkJob(gw.data, env)
+        job = FlinkJob(gw.data, env, job_args)
         gw.job = job
+        gw.stack = stack
         try:
             job.start()
             deadline = time.monotonic() + 5

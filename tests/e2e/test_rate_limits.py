@@ -69,3 +69,22 @@ def test_queries_over_the_budget_are_429_with_retry_after(gw: Gateway) -> None:
     other = gw.create_project("queries-other")
     assert httpx.post(gw.url + "/graphql", json=query, timeout=30, headers={
         "Authorization": f"Bearer {other['read_key']}"}).status_code == 200
+
+
+def test_ingest_refuses_with_503_while_the_pipeline_is_past_its_backlog_bound(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    g = Gateway(tmp_path_factory.mktemp("backlog"), env={"CEP_MAX_BACKLOG": "1000"})
+    g.start()
+    try:
+        keys = g.create_project("backlog")
+        assert post(g, keys["write_key"], events(3000)).status_code == 200  # under: accepted
+        # The runner gathers records for up to a second before a step: the backlog is 3000.
+        refused = post(g, keys["write_key"], events(10))
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "5"
+        assert refused.json()["code"] == "UNAVAILABLE"
+        assert "behind" in refused.json()["error"]
+        g.wait_processed(keys["read_key"])
+        assert post(g, keys["write_key"], events(10)).status_code == 200  # caught up
+    finally:
+        g.stop()
