@@ -44,7 +44,8 @@ class CEPGraphQL(GraphQL[Context, None]):
     def __init__(self, platform: Platform | DistributedPlatform, auth: Authenticator) -> None:
         s = platform.settings
         super().__init__(build_schema(s.graphql_max_depth, s.graphql_max_tokens,
-                                      s.graphql_max_aliases), graphql_ide="graphiql",
+                                      s.graphql_max_aliases, s.graphql_max_cost,
+                                      s.page_size_limit), graphql_ide="graphiql",
                          subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,
                                                  GRAPHQL_WS_PROTOCOL),
                          keep_alive=True, keep_alive_interval=15)

@@ -42,6 +42,7 @@ class Settings:
     graphql_max_depth: int = 12
     graphql_max_tokens: int = 5_000
     graphql_max_aliases: int = 30
+    graphql_max_cost: int = 250_000  # resolvers.cost: fields × the items lists may return
     page_size_limit: int = 10_000  # rows per page of a list (a segment export page)
     rate_ingest_records: float = 100_000  # per key and second (0: no limit); burst 2 s
     rate_queries: float = 100  # GraphQL HTTP requests per key and second; burst 2 s

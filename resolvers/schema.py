@@ -9,12 +9,14 @@ import msgspec
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
 )
 
+from resolvers.cost import cost_rule
 from resolvers.errors import api_error, bad_input, is_public, unavailable_store
 from resolvers.schema_campaigns import CampaignMutations, CampaignQueries
 from resolvers.schema_common import page_size, segment_sessions, window_of
@@ -391,7 +393,8 @@ class StoreAwareMaskErrors(MaskErrors):
 
 
 def build_schema(
-    max_depth: int = 12, max_tokens: int = 5_000, max_aliases: int = 30
+    max_depth: int = 12, max_tokens: int = 5_000, max_aliases: int = 30,
+    max_cost: int = 250_000, page_limit: int = 10_000,
 ) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
@@ -401,6 +404,7 @@ def build_schema(
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+            lambda: AddValidationRules([cost_rule(max_cost, page_limit)]),
             lambda: StoreAwareMaskErrors(should_mask_error=_mask,
                                          error_message="Internal error"),
         ],
