@@ -104,6 +104,7 @@ def test_a_store_down_during_ingest_loses_nothing_and_says_so(gw: DistributedGat
     assert gw.stack is not None
     keys = gw.create_project(f"faults-{uuid.uuid4().hex[:6]}")
     read = keys["read_key"]
+    probe = gw.create_project(f"probe-{uuid.uuid4().hex[:6]}")  # not counted below
     producer = Producer(gw.url, keys["write_key"])
     producer.thread.start()
     figures: dict[str, dict[str, Any]] = {}
@@ -131,11 +132,28 @@ def test_a_store_down_during_ingest_loses_nothing_and_says_so(gw: DistributedGat
                                 "accepted_while_down": accepted_down,
                                 "rate_while_down": round(accepted_down / down_for)}
             assert accepted_down >= 0.5 * down_for / RATE_EVERY * RATE_BATCH, figures
+        stores_answers = dict(producer.answers)
+        # Kafka down: ingest cannot land anything, so it says 503 with Retry-After (the
+        # producer retries the same batch), and takes batches again once Kafka is back.
+        asyncio.run(gw.stack.down(("kafka",)))
+        refused = wait_for(lambda: (r := httpx.post(
+            gw.url + "/v1/events", timeout=60, json=[{
+                "event_name": "Probe", "time": NOW, "insert_id": uuid.uuid4().hex,
+                "device_id": "probe"}], headers={
+                "Authorization": f"Bearer {probe['write_key']}"})).status_code == 503 and r,
+            90, "ingest answering 503 with Kafka down")
+        assert refused.headers["Retry-After"]
+        assert refused.json()["code"] == "UNAVAILABLE"
+        acked_before = len(producer.acked)
+        asyncio.run(gw.stack.up(("kafka",)))
+        wait_for(lambda: len(producer.acked) > acked_before + 5 * RATE_BATCH, 180,
+                 "ingest accepting again after Kafka came back")
+        figures["kafka"] = {"refused_while_down": producer.answers.get(503, 0)}
         time.sleep(3)
     finally:
         producer.stop.set()
         producer.thread.join(timeout=60)
-    assert set(producer.answers) == {200}, producer.answers  # Kafka took every batch
+    assert set(stores_answers) == {200}, stores_answers  # Kafka took every batch
     gw.wait_processed(read, timeout=600)
     data = gw.gql(read, """{ sessionMetrics(window: {last: "1d"}) { count
         averageEventsPerSession } }""")
