@@ -30,6 +30,7 @@ class BodyTooLarge(ValueError):
 class IngestResult:
     accepted: int
     rejected: list[tuple[int, str]]
+    letters: list[int] | None = None  # a replay's: the dead letter id of each rejection
 
     def as_json(self) -> dict[str, Any]:
         return {"accepted": self.accepted,
@@ -80,19 +81,21 @@ class Ingestor:
         profiles: list[Profile] = []
         settled: list[tuple[str, int]] = []
         rejected: list[tuple[int, str]] = []
-        for letter_id, kind, payload in letters:
+        still_dead: list[int] = []
+        for position, (letter_id, kind, payload) in enumerate(letters):
             raw = [msgspec.Raw(payload)]
             judged = (self.parser.events if kind == "event" else self.parser.profiles)(
                 project, raw)
             if judged.accepted:
                 (events if kind == "event" else profiles).extend(judged.accepted)
                 settled.append((project, letter_id))
-            else:
-                rejected.append((letter_id, judged.rejected[0][1]))
+            else:  # its position among those replayed, and its id (64-bit in Cassandra)
+                rejected.append((position, judged.rejected[0][1]))
+                still_dead.append(letter_id)
         if settled:
             record = LogRecord(events=events, profiles=profiles, replayed=settled)
             await self._log.append(encode_record(record), record.items)
-        return IngestResult(len(settled), rejected)
+        return IngestResult(len(settled), rejected, still_dead)
 
     def _check_count(self, records: list[msgspec.Raw]) -> None:
         if len(records) > self.max_batch:

@@ -250,9 +250,11 @@ def _raw(obj: dict[str, Any]) -> msgspec.Raw:
 
 
 def _result(res: Any) -> TrackResult:
-    return TrackResult(
-        accepted=res.accepted, rejected=[Rejection(index=i, reason=r) for i, r in res.rejected]
-    )
+    letters = getattr(res, "letters", None) or [None] * len(res.rejected)
+    return TrackResult(accepted=res.accepted, rejected=[
+        Rejection(index=i, reason=r,
+                  letter_id=None if letter is None else strawberry.ID(str(letter)))
+        for (i, r), letter in zip(res.rejected, letters, strict=True)])
 
 
 @strawberry.type

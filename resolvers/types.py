@@ -197,6 +197,8 @@ class MonthCount:
 class Rejection:
     index: int
     reason: str
+    letter_id: strawberry.ID | None = strawberry.field(
+        default=None, description="replayDeadLetters: the dead letter still rejected")
 
 
 @strawberry.type
