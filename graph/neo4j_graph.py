@@ -159,8 +159,12 @@ class Neo4jJourneyGraph:
         every session; once per start, not once per sink)."""
         # A step's url is often never set in a young graph: Cypher reading it would log
         # "property key does not exist" on every read.
+        # Bounded waits: a Neo4j that is down answers UNAVAILABLE within seconds instead of
+        # holding a query for the driver's defaults (60 s to get a connection, 30 s of
+        # transaction retries).
         self._driver: Driver = GraphDatabase.driver(
-            uri, auth=auth,
+            uri, auth=auth, connection_timeout=5.0, connection_acquisition_timeout=10.0,
+            max_transaction_retry_time=5.0,
             notifications_disabled_classifications=[
                 NotificationDisabledClassification.UNRECOGNIZED])
         self._database = database
