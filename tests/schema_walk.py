@@ -44,6 +44,7 @@ class Values:
     strings: Mapping[str, str]
     default: str
     overrides: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
+    every_field: bool = False  # optional arguments and input fields too (injection)
 
     def of(self, name: str, type_: GraphQLInputType) -> Any:
         if name in self.overrides:
@@ -58,7 +59,7 @@ class Values:
             if type_.name == "TimeWindow":
                 return {"last": "30d"}
             return {n: self.of(n, f.type) for n, f in type_.fields.items()
-                    if wanted(n, f.type, f.default_value)}
+                    if self.every_field or wanted(n, f.type, f.default_value)}
         assert isinstance(type_, GraphQLScalarType)
         if type_.name in ("String", "ID"):
             return self.strings.get(name, self.default)
@@ -111,7 +112,8 @@ def operation(kind: str, name: str, f: GraphQLField, values: Values, depth: int 
               ) -> Operation:
     declared, passed, variables = [], [], {}
     for arg, a in f.args.items():
-        if not wanted(arg, a.type, a.default_value) and arg not in values.overrides:
+        if not (values.every_field or wanted(arg, a.type, a.default_value)
+                or arg in values.overrides):
             continue
         declared.append(f"${arg}: {a.type}")
         passed.append(f"{arg}: ${arg}")

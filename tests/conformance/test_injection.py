@@ -3,7 +3,8 @@ Cassandra CQL, Neo4j Cypher and Redis all take them as data.
 
 Events whose names, property keys and values, user ids and URLs are SQL, CQL and Cypher
 fragments are stored and read back exactly; then every query and mutation of the schema
-(``tests.schema_walk``) is sent with each fragment in every string argument and input field:
+(``tests.schema_walk``) is sent with each fragment in every string argument and input field,
+optional ones included (segment filters, traits, property conditions, templates):
 no answer is an internal error, and afterwards the stored data is unchanged.
 """
 
@@ -61,8 +62,10 @@ def test_injection_strings_are_data_in_every_store_and_every_argument(
     assert stored(project, tag) == want
 
     tried = 0
-    for payload in PAYLOADS:
-        values = Values(strings={}, default=payload)
+    # Twice: the fields a query needs (so it gets as far as the stores), then every field
+    # (a malformed duration or cursor stops a query early, before the stores).
+    for payload, every in [(p, e) for p in PAYLOADS for e in (False, True)]:
+        values = Values(strings={}, default=payload, every_field=every)
         for kind in ("query", "mutation"):
             for op in operations(SCHEMA, kind, values, depth=3):
                 if op.field in ("rotateApiKey", "revokeApiKey", "createApiKey"):
@@ -74,7 +77,8 @@ def test_injection_strings_are_data_in_every_store_and_every_argument(
                 for error in body.get("errors") or ():
                     code = (error.get("extensions") or {}).get("code")
                     assert code in ALLOWED, (op.field, payload, error)
-    assert tried >= len(PAYLOADS) * 40
+    assert tried >= len(PAYLOADS) * 2 * 40
+    print(f"injection: {tried} operations tried")
     project.gateway.wait_processed(project.keys["read_key"])
     assert stored(project, tag) == want, "nothing of what was stored changed"
     for payload in PAYLOADS:  # the walk saved and then deleted them; once more, to keep
