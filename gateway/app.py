@@ -22,6 +22,7 @@ from gateway.graphiql import graphiql_html, graphiql_routes
 from gateway.http_ingest import IngestEndpoints, json_response
 from gateway.limits import GraphQLRateLimit, RateLimiter
 from gateway.platform import Platform, now_ms
+from gateway.sdk_compat import SDKEndpoints
 from gateway.websocket import LegacyWSHandler, TextWebSocketAdapter, TransportWSHandler
 
 if TYPE_CHECKING:
@@ -97,9 +98,11 @@ def create_app(platform: Platform | DistributedPlatform, *, own_platform: bool =
                ) -> Starlette:
     auth = Authenticator(platform.control)
     s = platform.settings
-    ingest = IngestEndpoints(platform.ingestor, auth, s.max_body_bytes,
-                             RateLimiter(s.rate_ingest_records), platform.backlog,
-                             s.max_backlog)
+    limiter = RateLimiter(s.rate_ingest_records)  # one budget per key across ingest routes
+    ingest = IngestEndpoints(platform.ingestor, auth, s.max_body_bytes, limiter,
+                             platform.backlog, s.max_backlog)
+    sdk = SDKEndpoints(ingest, platform.ingestor, auth, s.max_body_bytes, limiter,
+                       platform.backlog, s.max_backlog)
 
     async def healthz(_request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -122,7 +125,9 @@ def create_app(platform: Platform | DistributedPlatform, *, own_platform: bool =
     graphql = CEPGraphQL(platform, auth)
     routes = [
         Route("/v1/events", ingest.events, methods=["POST"]),
-        Route("/v1/identify", ingest.identify, methods=["POST"]),
+        # CEP's own profiles, or Segment's identify (told apart by the body).
+        Route("/v1/identify", sdk.identify, methods=["POST"]),
+        *sdk.routes(),  # Segment / RudderStack, PostHog and Mixpanel ingestion (issue 8)
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/graphql", GraphQLRateLimit(graphql, RateLimiter(s.rate_queries)),
