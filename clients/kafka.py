@@ -38,7 +38,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +162,7 @@ class KafkaEventLog:
         self.router = router or TopicRouter.from_catalogue()
         self._producer: AIOKafkaProducer | None = None
         self._sequence = itertools.count()
+        self.on_append: Callable[[], None] | None = None  # called after each acknowledged record
         # After a failed append, later ones first check (at most every PROBE_EVERY_S) that
         # the cluster answers, so clients get their 503 at once instead of each waiting out
         # the delivery timeout while Kafka is down.
@@ -195,6 +196,8 @@ class KafkaEventLog:
     async def publish(self, record: LogRecord) -> int:
         """Publish ``record`` and wait until Kafka acknowledged all of its messages."""
         await self.send_all(messages_of(record, self.router))
+        if self.on_append is not None:  # e.g. the lag monitor forgets its cached "caught up"
+            self.on_append()
         return next(self._sequence)
 
     async def send_all(self, messages: Sequence[Message]) -> list[Any]:

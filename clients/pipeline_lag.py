@@ -67,7 +67,15 @@ class PipelineLag:
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._last: tuple[float, Lag] | None = None
+        self._generation = 0  # bumped by ``invalidate``: a measurement begun before is stale
+        self.known_pending = 0  # the last measured pending count, however old
         self._lock = asyncio.Lock()
+
+    def invalidate(self) -> None:
+        """Records were just appended: forget the cached answer, so the next read measures
+        (a cached "nothing pending" from just before must never answer for after)."""
+        self._generation += 1
+        self._last = None
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer
@@ -96,12 +104,16 @@ class PipelineLag:
             now = time.monotonic()
             if self._last is not None and now - self._last[0] < self._cache_s:
                 return self._last[1]
+            generation = self._generation
             try:
                 answer = await asyncio.wait_for(self._measure(), 10)
             except Exception as exc:  # a dependency is down: say so, do not raise
                 log.warning("pipeline lag unavailable: %r", exc)
                 answer = Lag(-1, -1, False, repr(exc))
-            self._last = (time.monotonic(), answer)
+            if generation == self._generation:  # nothing appended while measuring
+                self._last = (time.monotonic(), answer)
+            if answer.pending >= 0:
+                self.known_pending = answer.pending
             await self._maybe_nudge(answer.pending)
             return answer
 

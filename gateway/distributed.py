@@ -133,10 +133,12 @@ class DistributedPlatform:
         self.lag_monitor = PipelineLag(self.settings.kafka_bootstrap, self.settings.flink_group,
                                        topics, self._aredis, nudge=self.event_log.heartbeat)
         await self.lag_monitor.start()
+        self.event_log.on_append = self.lag_monitor.invalidate
         self._tasks = [
             asyncio.create_task(self.campaigns.follow(lambda after: read_firings(
                 self.redis, after))),
             asyncio.create_task(self.campaigns.run(lambda: True)),  # the job owns the timers
+            asyncio.create_task(self._watch_backlog()),
         ]
 
     async def stop(self) -> None:
@@ -162,14 +164,16 @@ class DistributedPlatform:
         return (lag.pending, lag.processed, lag.healthy)
 
     async def backlog(self) -> int:
-        """The job's consumer lag (ingest refuses above a bound); 0 when it cannot be read
-        (then Kafka itself decides: a write that cannot land is a 503 anyway)."""
-        if self.lag_monitor is None:
-            return 0
-        try:
-            return max(0, (await self.lag_monitor.lag()).pending)
-        except Exception:  # noqa: BLE001 - the lag is advisory here
-            return 0
+        """The job's consumer lag as last measured (ingest refuses above a bound). Not
+        measured here — every request would pay for it — but by ``pipelineStatus``,
+        ``/readyz`` and a refresh every few seconds (``_watch_backlog``)."""
+        return 0 if self.lag_monitor is None else self.lag_monitor.known_pending
+
+    async def _watch_backlog(self, every_s: float = 2.0) -> None:
+        while True:
+            if self.lag_monitor is not None:
+                await self.lag_monitor.lag()
+            await asyncio.sleep(every_s)
 
     async def readiness(self) -> tuple[bool, dict[str, str], dict[str, Any]]:
         async def check(name: str, probe: Any) -> tuple[str, str]:

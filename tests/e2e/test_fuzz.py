@@ -1,13 +1,15 @@
-"""Fuzzing a real gateway (issue 7): `/v1/events`, `/v1/identify` and `/graphql` answer every
-input — malformed bytes, wrong types in every field, valid queries and mutations generated
-from the schema (hypothesis-graphql), random query text — with a 200 or a 4xx that says
-why, never a 500 or an internal error, and the gateway stays up and keeps what it accepted.
+"""Fuzzing a real gateway (issue 7): `/v1/events`, `/v1/identify`, the SDK-compatible
+routes (issue 8) and `/graphql` answer every input — malformed bytes, wrong types in every
+field, valid queries and mutations generated from the schema (hypothesis-graphql), random
+query text — with a 200 or a 4xx that says why, never a 500 or an internal error, and the
+gateway stays up and keeps what it accepted.
 
-``FUZZ_EXAMPLES`` scales the number of inputs (default 150 per strategy, 750 in all).
+``FUZZ_EXAMPLES`` scales the number of inputs (default 150 per strategy, 900 in all).
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -118,6 +120,45 @@ def test_ingest_answers_every_body_with_200_or_a_4xx_that_says_why(
         resp = client.post(path, content=body, headers={
             "Authorization": f"Bearer {keys['write_key']}"})
         check_ingest(resp, body)
+
+    run()
+
+
+SDK_PATHS = ["/v1/batch", "/v1/track", "/v1/page", "/batch/", "/capture/", "/e/", "/track",
+             "/engage", "/import?strict=1"]
+
+
+@st.composite
+def sdk_bodies(draw: Any) -> tuple[str, bytes, str]:
+    """A path of the SDK-compatible routes, a body (JSON of any shape, an SDK-like message
+    with wrong types, form encoded or raw bytes) and its content type."""
+    path = draw(st.sampled_from(SDK_PATHS))
+    message = draw(st.dictionaries(st.sampled_from(
+        ["type", "event", "userId", "anonymousId", "messageId", "timestamp", "sentAt",
+         "properties", "traits", "context", "batch", "api_key", "distinct_id", "uuid",
+         "$set", "$token", "data"]), json_values, max_size=6))
+    kind = draw(st.sampled_from(["json", "list", "form", "bytes"]))
+    if kind == "json":
+        return path, dumps(message), "application/json"
+    if kind == "list":
+        return path, dumps([message, draw(json_values)]), "application/json"
+    if kind == "form":
+        data = base64.b64encode(dumps(draw(st.one_of(st.just([message]), json_values))))
+        return path, b"data=" + data, "application/x-www-form-urlencoded"
+    return path, draw(st.binary(max_size=200)), "application/octet-stream"
+
+
+def test_sdk_routes_answer_every_body_without_a_500(client: httpx.Client,
+                                                    keys: dict[str, Any]) -> None:
+    @SETTINGS
+    @given(case=sdk_bodies())
+    def run(case: tuple[str, bytes, str]) -> None:
+        path, body, content_type = case
+        TRIED["sdk routes"] = TRIED.get("sdk routes", 0) + 1
+        resp = client.post(path, content=body, headers={
+            "Authorization": f"Bearer {keys['write_key']}", "Content-Type": content_type})
+        assert resp.status_code < 500, (path, resp.status_code, resp.text[:300], body[:300])
+        assert resp.status_code in (200, 400, 413), (path, resp.status_code, resp.text[:300])
 
     run()
 
