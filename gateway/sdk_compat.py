@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -692,7 +693,16 @@ class Outcome:
 
 
 def _raw(records: list[Any]) -> list[msgspec.Raw]:
-    return [msgspec.Raw(orjson.dumps(r)) for r in records]
+    return [msgspec.Raw(_dumps(r)) for r in records]
+
+
+def _dumps(record: Any) -> bytes:
+    """orjson, else the standard library for what orjson cannot encode (an integer past 64
+    bits): the envelope parser then refuses that field by name, as for /v1/events."""
+    try:
+        return orjson.dumps(record)
+    except TypeError:
+        return json.dumps(record, default=str).encode()
 
 
 def now_ms() -> int:
