@@ -98,11 +98,11 @@ def create_app(platform: Platform | DistributedPlatform, *, own_platform: bool =
                ) -> Starlette:
     auth = Authenticator(platform.control)
     s = platform.settings
-    limiter = RateLimiter(s.rate_ingest_records)  # one budget per key across ingest routes
-    ingest = IngestEndpoints(platform.ingestor, auth, s.max_body_bytes, limiter,
-                             platform.backlog, s.max_backlog)
-    sdk = SDKEndpoints(ingest, platform.ingestor, auth, s.max_body_bytes, limiter,
-                       platform.backlog, s.max_backlog)
+    # one admission (keys, backlog bound, rate budget per key) for every ingest route
+    ingest = IngestEndpoints(platform.ingestor, auth, s.max_body_bytes,
+                             RateLimiter(s.rate_ingest_records), platform.backlog,
+                             s.max_backlog)
+    sdk = SDKEndpoints(ingest, platform.ingestor)
 
     async def healthz(_request: Request) -> Response:
         return json_response({"status": "ok"})

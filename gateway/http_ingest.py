@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from gateway.auth import Authenticator, credentials
 from gateway.ingest import BodyTooLarge, Ingestor, inflate, is_gzip
 from gateway.limits import RateLimiter, retry_after
+from storage.control import KeyInfo
 from storage.local_log import LogClosed
 from stream.contract.envelope import BodyError, split_records
 
@@ -53,6 +55,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
+@dataclass(eq=False)
+class Refused(Exception):
+    """A request refused whole, before anything of it is accepted; CEP's routes answer it
+    with ``response()``, the SDK-compatible ones in each SDK's own shape."""
+
+    status: int
+    message: str
+    code: str
+    retry_after: str | None = None
+
+    def response(self) -> Response:
+        resp = error_response(self.status, self.message, self.code)
+        if self.retry_after is not None:
+            resp.headers["Retry-After"] = self.retry_after
+        return resp
+
+
 class IngestEndpoints:
     def __init__(self, ingestor: Ingestor, auth: Authenticator, max_body_bytes: int,
                  limiter: RateLimiter | None = None,
@@ -71,38 +90,58 @@ class IngestEndpoints:
     async def identify(self, request: Request) -> Response:
         return await self._ingest(request, "profile")
 
-    async def _ingest(self, request: Request, kind: str) -> Response:
-        key = credentials(request.headers)
+    # -- admission, shared with the SDK-compatible routes (gateway.sdk_compat) -------------
+
+    @property
+    def body_limit(self) -> int:
+        return self._limit
+
+    def authorize(self, key: str | None,
+                  hint: str = ": Authorization: Bearer <key>") -> KeyInfo:
+        """The project of a key that may ingest; else ``Refused`` 401 or 403."""
         info = self._auth.check(key) if key else None
         if info is None:
-            return error_response(401, "a valid write key is required: "
-                                  "Authorization: Bearer <key>", "UNAUTHENTICATED")
+            raise Refused(401, "a valid write key is required" + hint, "UNAUTHENTICATED")
         if info.kind not in ("write", "admin"):
-            return error_response(403, f"a {info.kind} key cannot ingest; use the write key",
-                                  "FORBIDDEN")
-        if self._backlog is not None and self._max_backlog > 0:
-            behind = await self._backlog()
-            if behind > self._max_backlog:
-                # The pipeline is far behind: refuse rather than let the backlog (and what
-                # tracks it) grow without bound. Nothing of the request is accepted.
-                resp = error_response(503, f"the pipeline is {behind} events behind (bound "
-                                      f"{self._max_backlog}); retry the same batch later",
-                                      "UNAVAILABLE")
-                resp.headers["Retry-After"] = "5"
-                return resp
+            raise Refused(403, f"a {info.kind} key cannot ingest; use the write key",
+                          "FORBIDDEN")
+        return info
+
+    async def check_backlog(self) -> None:
+        """``Refused`` 503 while the pipeline is far behind: rather than let the backlog (and
+        what tracks it) grow without bound. Nothing of the request is accepted."""
+        if self._backlog is None or self._max_backlog <= 0:
+            return
+        behind = await self._backlog()
+        if behind > self._max_backlog:
+            raise Refused(503, f"the pipeline is {behind} events behind (bound "
+                          f"{self._max_backlog}); retry the same batch later", "UNAVAILABLE",
+                          "5")
+
+    def spend(self, key: str, records: int) -> None:
+        """Take ``records`` from the key's rate budget; else ``Refused`` 429."""
+        wait = self._limiter.take(key, records)
+        if wait > 0:
+            raise Refused(429, f"rate limit: this key may send {self._limiter.rate:g} records "
+                          f"a second; retry after {retry_after(wait)} s", "RATE_LIMITED",
+                          retry_after(wait))
+
+    async def _ingest(self, request: Request, kind: str) -> Response:
+        key = credentials(request.headers)
+        try:
+            info = self.authorize(key)
+            await self.check_backlog()
+        except Refused as refused:
+            return refused.response()
         try:
             records = split_records(await read_body(request, self._limit))
-            wait = self._limiter.take(key or "", len(records))
-            if wait > 0:
-                resp = error_response(429, f"rate limit: this key may send "
-                                      f"{self._limiter.rate:g} records a second; retry after "
-                                      f"{retry_after(wait)} s", "RATE_LIMITED")
-                resp.headers["Retry-After"] = retry_after(wait)
-                return resp
+            self.spend(key or "", len(records))
             if kind == "event":
                 result = await self._ingestor.events(info.project, records)
             else:
                 result = await self._ingestor.profiles(info.project, records)
+        except Refused as refused:
+            return refused.response()
         except BodyTooLarge as exc:
             return error_response(413, str(exc), "PAYLOAD_TOO_LARGE")
         except (BodyError, ValueError) as exc:

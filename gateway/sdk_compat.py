@@ -34,10 +34,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.auth import Authenticator, credentials
-from gateway.http_ingest import IngestEndpoints, error_response, read_body
+from gateway.auth import credentials
+from gateway.http_ingest import IngestEndpoints, Refused, error_response, read_body
 from gateway.ingest import BodyTooLarge, Ingestor, inflate, is_gzip
-from gateway.limits import RateLimiter, retry_after
 from storage.local_log import LogClosed
 
 log = logging.getLogger("cep.ingest.sdk")
@@ -676,16 +675,6 @@ def _insert_id_of(translated: Translated, index: int) -> str | None:
 
 # -- HTTP ---------------------------------------------------------------------------------
 
-@dataclass(eq=False)
-class Failure(Exception):
-    """A request refused whole; each SDK renders it in its own shape."""
-
-    status: int
-    message: str
-    code: str
-    retry_after: str | None = None
-
-
 @dataclass(frozen=True)
 class Outcome:
     accepted: int  # SDK messages all of whose records were accepted
@@ -717,20 +706,14 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class SDKEndpoints:
-    """The SDK-compatible routes. ``ingest`` is CEP's own, for ``/v1/identify`` bodies in
-    CEP's format; the rest of the arguments are the ones it was built with."""
+    """The SDK-compatible routes. ``ingest`` is CEP's own: its admission (keys, backlog
+    bound, rate budget, body limit) is theirs, and it takes ``/v1/identify`` bodies in CEP's
+    format."""
 
-    def __init__(self, ingest: IngestEndpoints, ingestor: Ingestor, auth: Authenticator,
-                 max_body_bytes: int, limiter: RateLimiter | None = None,
-                 backlog: Callable[[], Awaitable[int]] | None = None,
-                 max_backlog: int = 0) -> None:
-        self._ingest = ingest
+    def __init__(self, ingest: IngestEndpoints, ingestor: Ingestor) -> None:
+        self._ingest = ingest  # its admission: keys, backlog bound, rate budget, body limit
         self._ingestor = ingestor
-        self._auth = auth
-        self._limit = max_body_bytes
-        self._limiter = limiter or RateLimiter(0)
-        self._backlog = backlog
-        self._max_backlog = max_backlog
+        self._limit = ingest.body_limit
 
     def routes(self) -> list[Route]:
         """Every SDK route except ``/v1/identify``, which is shared with CEP's own."""
@@ -755,7 +738,7 @@ class SDKEndpoints:
             try:
                 body = await self._read(request)
                 await self._segment_body(request, body, kind)
-            except Failure as failure:
+            except Refused as failure:
                 return _segment_error(failure)
             return _json({"success": True})
         return handle
@@ -764,14 +747,14 @@ class SDKEndpoints:
         """``POST /v1/identify``: Segment's identify, or CEP's own profiles."""
         try:
             body = await self._read(request)
-        except Failure as failure:
+        except Refused as failure:
             return _with_retry(error_response(failure.status, failure.message, failure.code),
                                failure)
         if not is_segment_message(body):
             return await self._ingest.identify(_replay(request, body))
         try:
             await self._segment_body(request, body, "identify")
-        except Failure as failure:
+        except Refused as failure:
             return _segment_error(failure)
         return _json({"success": True})
 
@@ -792,7 +775,7 @@ class SDKEndpoints:
                 posthog_decode(body, request.headers.get("content-type", ""), query,
                                self._limit), now, client_ip(request), sent))
             await self._submit(request, translated, "posthog")
-        except Failure as failure:
+        except Refused as failure:
             kind = {400: "validation_error", 401: "authentication_error",
                     403: "authentication_error"}.get(failure.status, "server_error")
             return _with_retry(_json({"type": kind, "code": failure.code.lower(),
@@ -835,7 +818,7 @@ class SDKEndpoints:
 
             translated = self._translate(translate)
             outcome = await self._submit(request, translated, "mixpanel")
-        except Failure as failure:
+        except Refused as failure:
             body_json: dict[str, Any] = {"status": 0, "error": failure.message}
             if endpoint == "import":
                 body_json = {"code": failure.status, "error": failure.message,
@@ -863,41 +846,26 @@ class SDKEndpoints:
         try:
             return await read_body(request, self._limit)
         except BodyTooLarge as exc:
-            raise Failure(413, str(exc), "PAYLOAD_TOO_LARGE") from None
+            raise Refused(413, str(exc), "PAYLOAD_TOO_LARGE") from None
         except ValueError as exc:
-            raise Failure(400, str(exc), "BAD_REQUEST") from None
+            raise Refused(400, str(exc), "BAD_REQUEST") from None
 
     @staticmethod
     def _translate(translate: Callable[[], Translated]) -> Translated:
         try:
             return translate()
         except BodyTooLarge as exc:
-            raise Failure(413, str(exc), "PAYLOAD_TOO_LARGE") from None
+            raise Refused(413, str(exc), "PAYLOAD_TOO_LARGE") from None
         except BadPayload as exc:
-            raise Failure(400, str(exc), "BAD_REQUEST") from None
+            raise Refused(400, str(exc), "BAD_REQUEST") from None
 
     async def _submit(self, request: Request, translated: Translated, source: str) -> Outcome:
         """Authenticate, bound, and hand the records to the Ingestor: the same path, answers
         and errors as CEP's own routes."""
         key = credentials(request.headers) or translated.key
-        info = self._auth.check(key) if key else None
-        if info is None:
-            raise Failure(401, "a valid write key is required", "UNAUTHENTICATED")
-        if info.kind not in ("write", "admin"):
-            raise Failure(403, f"a {info.kind} key cannot ingest; use the write key",
-                          "FORBIDDEN")
-        if self._backlog is not None and self._max_backlog > 0:
-            behind = await self._backlog()
-            if behind > self._max_backlog:
-                raise Failure(503, f"the pipeline is {behind} events behind (bound "
-                              f"{self._max_backlog}); retry the same batch later",
-                              "UNAVAILABLE", "5")
-        count = len(translated.events) + len(translated.profiles)
-        wait = self._limiter.take(key or "", count)
-        if wait > 0:
-            raise Failure(429, f"rate limit: this key may send {self._limiter.rate:g} records "
-                          f"a second; retry after {retry_after(wait)} s", "RATE_LIMITED",
-                          retry_after(wait))
+        info = self._ingest.authorize(key, hint="")
+        await self._ingest.check_backlog()
+        self._ingest.spend(key or "", len(translated.events) + len(translated.profiles))
         rejected: list[tuple[int, str]] = []
         try:
             if translated.events:
@@ -910,10 +878,10 @@ class SDKEndpoints:
                                                        source=source)
                 rejected += [(translated.profile_origin[i], r) for i, r in result.rejected]
         except BodyTooLarge as exc:
-            raise Failure(413, str(exc), "PAYLOAD_TOO_LARGE") from None
+            raise Refused(413, str(exc), "PAYLOAD_TOO_LARGE") from None
         except (LogClosed, OSError) as exc:
             log.error("event log unavailable: %s", exc)
-            raise Failure(503, "the event log is unavailable; retry the same batch",
+            raise Refused(503, "the event log is unavailable; retry the same batch",
                           "UNAVAILABLE", "1") from None
         rejected.sort(key=lambda item: item[0])
         failed = {index for index, _ in rejected}
@@ -928,13 +896,13 @@ def _plain(content: str, status: int = 200) -> Response:
     return Response(content, status_code=status, media_type="text/plain")
 
 
-def _with_retry(response: Response, failure: Failure) -> Response:
+def _with_retry(response: Response, failure: Refused) -> Response:
     if failure.retry_after:
         response.headers["Retry-After"] = failure.retry_after
     return response
 
 
-def _segment_error(failure: Failure) -> Response:
+def _segment_error(failure: Refused) -> Response:
     """Segment's SDKs read ``code`` and ``message`` of an error answer."""
     return _with_retry(_json({"success": False, "code": failure.code.lower(),
                               "message": failure.message}, failure.status), failure)

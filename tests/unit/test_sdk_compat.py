@@ -393,7 +393,7 @@ def app(log: MemoryLog, rate: float = 0) -> httpx.AsyncClient:
     auth = Authenticator(FakeControl())  # type: ignore[arg-type]
     limiter = RateLimiter(rate)
     ingest = IngestEndpoints(ingestor, auth, 1 << 20, limiter)
-    sdk = SDKEndpoints(ingest, ingestor, auth, 1 << 20, limiter)
+    sdk = SDKEndpoints(ingest, ingestor)
     routes = [Route("/v1/identify", sdk.identify, methods=["POST"]), *sdk.routes()]
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=Starlette(routes=routes)),
                              base_url="http://t")
