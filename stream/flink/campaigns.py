@@ -30,7 +30,6 @@ firing (campaign + user + firing id), so it is delivered once.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -38,9 +37,8 @@ from typing import Any, Protocol
 import msgspec
 
 from stream.flink.records import CampaignFiring
+from stream.flink.rules import RedisHash
 from stream.operators.triggers import Timer, Trigger, TriggerEvent, Triggers, trigger_of
-
-log = logging.getLogger("cep.flink.campaigns")
 
 CAMPAIGNS_KEY = "cep:campaigns"  # hash: project -> JSON {campaign id: campaign spec}
 
@@ -70,53 +68,28 @@ class TimerPort(Protocol):
     def processing_time(self, timestamp: int) -> None: ...
 
 
+def _parse_campaigns(value: bytes) -> dict[str, Trigger]:
+    specs = json.loads(value)
+    triggers = {cid: trigger_of(spec) for cid, spec in specs.items()}
+    return {cid: t for cid, t in triggers.items() if t is not None}
+
+
 class CampaignRules:
-    """Each project's active campaign triggers, read from Redis. Picklable: connects in
-    ``open`` (on the task manager). When Redis cannot be reached the last ones read stay."""
+    """Each project's active campaign triggers, read from Redis (``RedisHash``: refreshed
+    every ``refresh_s``, the last ones read kept when Redis cannot be reached). Picklable:
+    connects in ``open`` (on the task manager)."""
 
     def __init__(self, redis_url: str | None, refresh_s: float = 2.0) -> None:
-        self._url = redis_url
-        self._refresh_s = refresh_s
-        self._client: Any = None
-        self._campaigns: dict[str, dict[str, Trigger]] = {}
-        self._read_at = float("-inf")
+        self._campaigns = RedisHash(redis_url, CAMPAIGNS_KEY, _parse_campaigns, refresh_s)
 
     def open(self) -> None:
-        if self._url:
-            import redis
-
-            self._client = redis.Redis.from_url(self._url, socket_timeout=2.0,
-                                                socket_connect_timeout=2.0)
+        self._campaigns.open()
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        self._campaigns.close()
 
     def triggers(self, project: str) -> dict[str, Trigger]:
-        if self._client is not None and time.monotonic() - self._read_at >= self._refresh_s:
-            self._read()
-        return self._campaigns.get(project, {})
-
-    def _read(self) -> None:
-        self._read_at = time.monotonic()
-        try:
-            raw: dict[bytes, bytes] = self._client.hgetall(CAMPAIGNS_KEY)
-        except Exception as exc:  # noqa: BLE001 - any Redis failure keeps the last campaigns
-            log.warning("cannot read %s from Redis (keeping the last campaigns): %r",
-                        CAMPAIGNS_KEY, exc)
-            return
-        out: dict[str, dict[str, Trigger]] = {}
-        for field, value in raw.items():
-            project = field.decode()
-            try:
-                specs = json.loads(value)
-                triggers = {cid: trigger_of(spec) for cid, spec in specs.items()}
-                out[project] = {cid: t for cid, t in triggers.items() if t is not None}
-            except (ValueError, TypeError, KeyError) as exc:
-                log.warning("bad campaigns of project %r in %s: %r", project, CAMPAIGNS_KEY,
-                            exc)
-                out[project] = self._campaigns.get(project, {})
-        self._campaigns = out
+        return self._campaigns.values().get(project, {})
 
 
 class UserTriggers:
