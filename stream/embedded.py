@@ -389,7 +389,7 @@ class EmbeddedRunner:
         batch.events = StoredEvents(stored, sids, skeys, enrichments, keys)
         for r in touched.values():
             row, enrichment = r.snapshot(), enrich(r.ip, r.user_agent)
-            if row.project in drop or (r.ip and self._sessionizer(r.project).rules.drop_ip):
+            if row.project in drop:  # every touched session is of a project in this step
                 row.ip = None
             batch.sessions.append((row, enrichment))
 
