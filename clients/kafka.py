@@ -113,6 +113,27 @@ def _transient(exc: Exception) -> bool:
     return isinstance(exc, transient) or bool(getattr(exc, "retriable", False))
 
 
+def _producer_state_lost(exc: Exception) -> bool:
+    from aiokafka.errors import (
+        InvalidProducerEpoch,
+        InvalidProducerIdMapping,
+        OutOfOrderSequenceNumber,
+        ProducerFenced,
+        UnknownProducerId,
+    )
+
+    return isinstance(exc, (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch,
+                            InvalidProducerIdMapping, ProducerFenced))
+
+
+def _sender_stopped(producer: AIOKafkaProducer) -> bool:
+    """True when the producer's background sender ended (a fatal error stops it, and then
+    nothing queued is ever sent)."""
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    return task is not None and task.done()
+
+
 def message_key(project: str, identity: str) -> bytes:
     return f"{project}{KEY_SEPARATOR}{identity}".encode()
 
@@ -169,8 +190,14 @@ class KafkaEventLog:
         self._suspect = False
         self._probe: tuple[float, bool] = (0.0, False)  # (monotonic time, answered)
         self.compression = _compression(self.settings.compression)
+        self._renewing = asyncio.Lock()
+        self._lost = False  # the producer was dropped by a renewal, not by close()
+        self._reconnected_at = float("-inf")
 
     async def start(self) -> None:
+        self._producer = await self._new_producer()
+
+    async def _new_producer(self) -> AIOKafkaProducer:
         from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
@@ -186,7 +213,37 @@ class KafkaEventLog:
         except (KafkaError, OSError, TimeoutError) as exc:
             await _stop_quietly(producer, 1.0)
             raise LogUnavailable(f"Kafka at {s.bootstrap} is unavailable: {exc!r}") from exc
-        self._producer = producer
+        return producer
+
+    async def _renew(self, broken: AIOKafkaProducer, why: str) -> None:
+        """Replace a producer whose idempotence state the cluster no longer honours.
+
+        A broker that restarts after an unclean stop can lose the producer-state snapshot
+        of the last moments: the next batch then gets ``OutOfOrderSequenceNumber``, which
+        the idempotent producer treats as fatal (its sender stops), so every later append
+        would fail. A new producer gets a new producer id from the cluster. The record that
+        failed is answered 503; its client's retry carries the same ``insert_id``s, which
+        the pipeline's de-duplication absorbs."""
+        async with self._renewing:
+            if self._producer is not broken:  # another append renewed it already
+                return
+            log.warning("Kafka producer state lost (%s): starting a new producer", why)
+            self._producer = None
+            self._lost = True
+            await _stop_quietly(broken, 1.0)
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        """Start the producer a renewal could not start (Kafka was unreachable then); at
+        most one attempt every ``PROBE_EVERY_S``, so a Kafka outage still costs each client
+        one fast 503."""
+        if self._producer is not None or not self._lost:
+            return
+        if time.monotonic() - self._reconnected_at < PROBE_EVERY_S:
+            raise LogUnavailable(f"Kafka at {self.settings.bootstrap} does not answer")
+        self._reconnected_at = time.monotonic()
+        self._producer = await self._new_producer()  # LogUnavailable while Kafka is down
+        self._lost = False
 
     async def append(self, payload: bytes, items: int) -> int:
         """``EventLog.append``: publish the encoded ``LogRecord``; returns this log's
@@ -205,9 +262,16 @@ class KafkaEventLog:
         ``RecordMetadata`` of each, in order."""
         from aiokafka.errors import KafkaError
 
+        if self._producer is None and self._lost and not self._renewing.locked():
+            async with self._renewing:
+                await self._reconnect()
         producer = self._producer
         if producer is None:
-            raise LogUnavailable("Kafka event log is not started (or closed)")
+            raise LogUnavailable("Kafka event log is not started (or closed, or reconnecting)")
+        if _sender_stopped(producer):
+            await self._renew(producer, "its sender stopped")
+            producer = self._producer
+            assert producer is not None
 
         async def send() -> list[Any]:
             futures = [await producer.send(m.topic, m.value, key=m.key, headers=m.headers,
@@ -230,6 +294,10 @@ class KafkaEventLog:
                 f"Kafka did not acknowledge {len(messages)} message(s) within "
                 f"{self.settings.delivery_timeout_s:g} s") from exc
         except KafkaError as exc:
+            if _producer_state_lost(exc):
+                self._suspect = True
+                await self._renew(producer, repr(exc))
+                raise LogUnavailable(f"Kafka lost the producer's state: {exc!r}") from exc
             if _transient(exc):
                 self._suspect = True
                 raise LogUnavailable(f"Kafka is unavailable: {exc!r}") from exc
@@ -270,6 +338,7 @@ class KafkaEventLog:
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
+        self._lost = False
         if producer is not None:
             await _stop_quietly(producer, self.settings.delivery_timeout_s)
 
