@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -21,8 +22,10 @@ from gateway.auth import Authenticator, KeyAdmin, credentials
 from gateway.graphiql import graphiql_html, graphiql_routes
 from gateway.http_ingest import IngestEndpoints, json_response
 from gateway.limits import GraphQLRateLimit, RateLimiter
+from gateway.logs import RequestId
 from gateway.platform import Platform, now_ms
 from gateway.sdk_compat import SDKEndpoints
+from gateway.shutdown import OpenSockets
 from gateway.websocket import LegacyWSHandler, TextWebSocketAdapter, TransportWSHandler
 
 if TYPE_CHECKING:
@@ -123,6 +126,7 @@ def create_app(platform: Platform | DistributedPlatform, *, own_platform: bool =
                 platform.close()
 
     graphql = CEPGraphQL(platform, auth)
+    sockets = OpenSockets(graphql)  # closed with a reason on shutdown (gateway.shutdown)
     routes = [
         Route("/v1/events", ingest.events, methods=["POST"]),
         # CEP's own profiles, or Segment's identify (told apart by the body).
@@ -132,7 +136,9 @@ def create_app(platform: Platform | DistributedPlatform, *, own_platform: bool =
         Route("/readyz", readyz),
         Route("/graphql", GraphQLRateLimit(graphql, RateLimiter(s.rate_queries)),
               methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", graphql),
+        WebSocketRoute("/graphql", sockets),
         *graphiql_routes(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestId)])
+    app.state.sockets = sockets
+    return app

@@ -20,8 +20,13 @@ DATA_OPTION = click.option("--data", "data_dir", type=click.Path(path_type=Path)
                            default=None, help="Data directory (default ./.cep).")
 
 
-def _settings(**overrides: Any) -> Settings:
-    return Settings.from_env(**overrides)
+CONFIG_OPTION = click.option(
+    "--config", "config", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help="TOML settings file (CEP_CONFIG; else ./cep.toml when present).")
+
+
+def _settings(config: Path | None = None, **overrides: Any) -> Settings:
+    return Settings.load(config, **overrides)
 
 
 def service_options(fn: Any) -> Any:
@@ -234,17 +239,24 @@ def keys_revoke(project_id: str, prefix: str, data_dir: Path | None) -> None:
 @click.option("--geo-db", "geo_db", multiple=True, type=click.Path(path_type=Path,
               exists=True, dir_okay=False), help="A .mmdb file to use for geo-IP (e.g. your "
               "MaxMind GeoIP2/GeoLite2 City); repeat to layer several.")
-@click.option("--log-level", default="info")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error",
+              "critical"], case_sensitive=False), default=None,
+              help="Log level (CEP_LOG_LEVEL; info).")
+@click.option("--log-format", type=click.Choice(["json", "text"]), default=None,
+              help="json: one object per line (default; CEP_LOG_FORMAT) or text.")
+@CONFIG_OPTION
 def serve(data_dir: Path | None, host: str | None, port: int | None, profile: str | None,
-          demo: bool, geo_db: tuple[Path, ...], log_level: str, **services: Any) -> None:
+          demo: bool, geo_db: tuple[Path, ...], log_level: str | None,
+          log_format: str | None, config: Path | None, **services: Any) -> None:
     """Serve ingest, GraphQL and health endpoints."""
     import gc
     import logging
 
     import pyarrow
-    import uvicorn
 
     from gateway.app import create_app
+    from gateway.logs import configure, uvicorn_log_config
+    from gateway.shutdown import serve as serve_gracefully
 
     # The runner allocates several objects per event in steps of ~30k events; with default
     # thresholds the collector's full scans of every live object cost ~20% of processing.
@@ -252,10 +264,13 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, profile: st
     # Arrow's allocator keeps freed pages for reuse; hand them back at once instead, so the
     # gateway's resident memory follows what it holds.
     pyarrow.jemalloc_set_decay_ms(0)
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = _settings(data_dir=data_dir, host=host, port=port, geo_files=geo_db or None,
-                         profile=profile, **_service_overrides(**services))
+    settings = _settings(config=config, data_dir=data_dir, host=host, port=port,
+                         geo_files=geo_db or None, profile=profile,
+                         log_level=log_level.lower() if log_level else None,
+                         log_format=log_format, **_service_overrides(**services))
+    configure(settings.log_level, settings.log_format)
+    for name in Settings.unknown_variables():
+        logging.getLogger("cep.config").warning("%s is not a CEP setting (ignored)", name)
     platform = open_platform(settings)
     if demo:
         from gateway.demo import load_demo
@@ -264,8 +279,27 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, profile: st
         click.echo(json.dumps({"demo": keys}), err=True)
     gc.freeze()
     app = create_app(platform, own_platform=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level,
-                timeout_graceful_shutdown=30)
+    serve_gracefully(app, app.state.sockets, host=settings.host, port=settings.port,
+                     log_level=settings.log_level, log_config=uvicorn_log_config(),
+                     access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+
+
+# -- configuration -------------------------------------------------------------------------
+
+@main.group()
+def config() -> None:
+    """The effective configuration (TOML file < CEP_* variables < flags)."""
+
+
+@config.command("show")
+@DATA_OPTION
+@CONFIG_OPTION
+def config_show(data_dir: Path | None, config: Path | None) -> None:
+    """Print the effective settings as JSON, secrets masked."""
+    settings = _settings(config=config, data_dir=data_dir)
+    for name in Settings.unknown_variables():
+        click.echo(f"warning: {name} is not a CEP setting (ignored)", err=True)
+    click.echo(json.dumps(settings.shown(), indent=2, sort_keys=True))
 
 
 # -- the PyFlink job -----------------------------------------------------------------------
