@@ -9,9 +9,9 @@ DATA ?= .cep
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test test-unit lint schema bench geo graphiql browser flink clean
+.PHONY: setup run test test-unit lint schema bench geo graphiql dashboard browser flink clean
 
-setup: $(STAMP) geo graphiql browser flink
+setup: $(STAMP) geo graphiql dashboard browser flink
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ geo: $(STAMP)
 graphiql:
 	@scripts/build-graphiql.sh || echo "graphiql: not built; /graphql will say how to build it"
 
+# The dashboard at / draws its charts with Apache ECharts from npm (no CDN); / says how to
+# build it if absent.
+dashboard:
+	@scripts/build-dashboard.sh || echo "dashboard: not built; / will say how to build it"
+
 # Debian's chromium (browser tests) and redis-server (dev stack), as root with apt-get.
 browser:
 	@scripts/install-debian-packages.sh
@@ -36,7 +41,7 @@ browser:
 flink:
 	@scripts/flink/setup.sh
 
-run: $(STAMP) geo graphiql
+run: $(STAMP) geo graphiql dashboard
 	$(BIN)/cep serve --demo --data $(DATA) --host $(HOST) --port $(PORT)
 
 test: setup
