@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class Lag:
     processed: int
     healthy: bool
     error: str | None = None
+    consumer_lag: dict[str, int] = field(default_factory=dict)  # per topic, without buffers
 
 
 class PipelineLag:
@@ -69,6 +70,7 @@ class PipelineLag:
         self._last: tuple[float, Lag] | None = None
         self._generation = 0  # bumped by ``invalidate``: a measurement begun before is stale
         self.known_pending = 0  # the last measured pending count, however old
+        self.latest: Lag | None = None  # the last measurement, however old (metrics)
         self._lock = asyncio.Lock()
 
     def invalidate(self) -> None:
@@ -114,6 +116,7 @@ class PipelineLag:
                 self._last = (time.monotonic(), answer)
             if answer.pending >= 0:
                 self.known_pending = answer.pending
+            self.latest = answer
             await self._maybe_nudge(answer.pending)
             return answer
 
@@ -152,14 +155,16 @@ class PipelineLag:
             # topic is only created by the first group): nothing is processed.
             committed = {}
         pending = processed = 0
+        by_topic: dict[str, int] = {}
         for tp, end in ends.items():
             meta = committed.get(tp)
             done = meta.offset if meta is not None and meta.offset >= 0 else 0
             pending += max(0, end - done)
+            by_topic[tp.topic] = by_topic.get(tp.topic, 0) + max(0, end - done)
             if tp.topic.startswith(RAW_PREFIX):
                 processed += done
         buffered = 0
         async for key in self._redis.scan_iter(match=BUFFERED_PATTERN, count=100):
             value = await self._redis.get(key)
             buffered += int(value or 0)
-        return Lag(pending + buffered, processed, True)
+        return Lag(pending + buffered, processed, True, consumer_lag=by_topic)

@@ -1,4 +1,4 @@
-"""The ASGI app: ingest routes, /graphql (+ GraphiQL), health. Wiring only, no logic."""
+"""The ASGI app: ingest routes, /graphql (+ GraphiQL), the dashboard, health. Wiring only."""
 
 from __future__ import annotations
 
@@ -19,10 +19,13 @@ from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from gateway.auth import Authenticator, KeyAdmin, credentials
+from gateway.dashboard import dashboard_routes
 from gateway.graphiql import graphiql_html, graphiql_routes
 from gateway.http_ingest import IngestEndpoints, json_response
 from gateway.limits import GraphQLRateLimit, RateLimiter
 from gateway.logs import RequestId
+from gateway.metrics import IngestRequestCounter, metrics_endpoint
+from gateway.metrics_graphql import operation_metrics
 from gateway.platform import Platform, now_ms
 from gateway.sdk_compat import SDKEndpoints
 from gateway.shutdown import OpenSockets
@@ -49,7 +52,9 @@ class CEPGraphQL(GraphQL[Context, None]):
         s = platform.settings
         super().__init__(build_schema(s.graphql_max_depth, s.graphql_max_tokens,
                                       s.graphql_max_aliases, s.graphql_max_cost,
-                                      s.page_size_limit), graphql_ide="graphiql",
+                                      s.page_size_limit,
+                                      [operation_metrics(platform.metrics)]),
+                         graphql_ide="graphiql",
                          subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,
                                                  GRAPHQL_WS_PROTOCOL),
                          keep_alive=True, keep_alive_interval=15)
@@ -94,6 +99,7 @@ class CEPGraphQL(GraphQL[Context, None]):
             live=p.live,
             campaigns=getattr(p, "campaigns", None),
             keys=self.keys,
+            extras={"user_data": getattr(p, "user_data", None)},  # export and erasure
         )
 
 
@@ -127,18 +133,26 @@ def create_app(platform: Platform | DistributedPlatform, *, own_platform: bool =
 
     graphql = CEPGraphQL(platform, auth)
     sockets = OpenSockets(graphql)  # closed with a reason on shutdown (gateway.shutdown)
+    sdk_routes = sdk.routes()
+    # answers counted by route (PostHog's feature-flag lookups are not ingest)
+    ingest_paths = ["/v1/events", "/v1/identify", *(
+        r.path for r in sdk_routes if r.path.rstrip("/") not in ("/decide", "/flags"))]
     routes = [
         Route("/v1/events", ingest.events, methods=["POST"]),
         # CEP's own profiles, or Segment's identify (told apart by the body).
         Route("/v1/identify", sdk.identify, methods=["POST"]),
-        *sdk.routes(),  # Segment / RudderStack, PostHog and Mixpanel ingestion (issue 8)
+        *sdk_routes,  # Segment / RudderStack, PostHog and Mixpanel ingestion (issue 8)
         Route("/healthz", healthz),
+        Route("/metrics", metrics_endpoint(platform.metrics)),  # no key: see gateway.metrics
         Route("/readyz", readyz),
         Route("/graphql", GraphQLRateLimit(graphql, RateLimiter(s.rate_queries)),
               methods=["GET", "POST"]),
         WebSocketRoute("/graphql", sockets),
         *graphiql_routes(),
+        *dashboard_routes(),  # / and /dashboard/… (issue 9)
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestId)])
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[
+        Middleware(RequestId),
+        Middleware(IngestRequestCounter, metrics=platform.metrics, paths=ingest_paths)])
     app.state.sockets = sockets
     return app

@@ -109,6 +109,8 @@ class Campaigns:
         # profile that the same step is still writing
         self._steps = threading.Condition()
         self._begun = self._committed = 0
+        # (channel type, status) of each delivery settled or postponed: metrics
+        self.on_delivery: Callable[[str, str], None] | None = None
         timers: dict[str, list[Any]] = {}
         for project, timer in store.timers():
             timers.setdefault(project, []).append(timer)
@@ -147,6 +149,19 @@ class Campaigns:
             t.set_campaigns(self._active(project))
             self.store.apply(project, t.changes(), [])
         self.publish(project)
+
+    def forget(self, project: str, users: Iterable[str]) -> int:
+        """An erasure: drop the users' armed timers (they must not fire) and delete their
+        timers, waiting firings and deliveries; returns the rows deleted."""
+        users = set(users)
+        with self._lock:
+            t = self._triggers.get(project)
+            if t is not None:
+                t.forget(users)
+                self.store.apply(project, t.changes(), [])
+            self._ties = {k: u for k, u in self._ties.items()
+                          if not (k[0] == project and (u in users or k[1] in users))}
+            return self.store.erase_users(project, users)
 
     def publish(self, project: str) -> None:
         """Hand the project's active triggered campaigns to ``on_change`` (the distributed
@@ -313,8 +328,13 @@ class Campaigns:
                                     delivery.detail, 0)
             return
 
-        def settle(status: str, detail: str, attempts: int = 0) -> Any:
-            return asyncio.to_thread(self.store.settle, row, key, status, detail, attempts)
+        def counted(status: str) -> None:
+            if self.on_delivery is not None:
+                self.on_delivery(channel_type, status)
+
+        async def settle(status: str, detail: str, attempts: int = 0) -> None:
+            await asyncio.to_thread(self.store.settle, row, key, status, detail, attempts)
+            counted(status)
 
         if campaign.status != "ACTIVE" and spec.get("trigger") is not None:
             await settle("skipped", "campaign paused")
@@ -336,6 +356,7 @@ class Campaigns:
         until = quiet_until(self._now(), spec.get("quietHours"))
         if until is not None:
             await asyncio.to_thread(self.store.postpone, row, until)
+            counted("postponed")
             return
         profile = await asyncio.to_thread(self._profile, row.project, row.user_id)
         template = spec.get("template") or {}
@@ -352,6 +373,7 @@ class Campaigns:
         if result.status == "retry":
             await asyncio.to_thread(self.store.postpone, row,
                                     self._now() + int((result.retry_after or 60) * 1000))
+            counted("postponed")
             return
         await settle(result.status, result.detail, result.attempts)
 

@@ -13,6 +13,7 @@ import click
 import orjson
 
 from clients.devstack.cli import devstack
+from gateway.cli_data import progress_bar, register_data_commands, replay_dead_letters
 from gateway.platform import open_control
 from gateway.settings import Settings
 
@@ -322,7 +323,7 @@ def flink() -> None:
 def flink_run(data_dir: Path | None, remote: str | None, parallelism: int | None,
               venv: Path | None, job_args: tuple[str, ...], **services: Any) -> None:
     """Run the job: Kafka raw.* -> dedupe -> sessions + enrichment -> Cassandra, Redis, Neo4j,
-    and the raw events as Parquet under DATA/archive (CEP_ARCHIVE_DIR).
+    and the raw events as Parquet under the archive (CEP_ARCHIVE_URI; DATA/archive).
 
     Extra arguments go to ``python -m stream.flink.job`` (see its --help). Runs in the
     foreground until interrupted.
@@ -355,8 +356,9 @@ def flink_run(data_dir: Path | None, remote: str | None, parallelism: int | None
         # pendingEvents moves when a checkpoint commits the job's offsets.
         args += ["--checkpoint-interval-ms", "2000"]
     args += list(job_args)
-    env = {"CEP_ARCHIVE_DIR": str((settings.data_dir / "archive").resolve()),
-           **os.environ, **settings.service_env(),
+    from gateway.data_lifecycle import job_env
+
+    env = {**job_env(settings), **os.environ, **settings.service_env(),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(root),
                                                        os.environ.get("PYTHONPATH")]))}
     click.echo(f"flink: {' '.join(args[1:])}", err=True)
@@ -393,7 +395,8 @@ def generate(seed: int, users: int, days: int, end_ms: int | None, invalid_rate:
     end = end_ms if end_ms is not None else int(time.time() * 1000)
     dataset = make(seed=seed, users=users, days=days, end_ms=end, invalid_rate=invalid_rate)
     if out is not None:
-        write_ndjson(dataset, out)
+        with progress_bar("writing records", len(dataset.events) + len(dataset.profiles)) as bar:
+            write_ndjson(dataset, out, progress=bar)  # complete files or none (Ctrl-C)
         click.echo(json.dumps({"events": len(dataset.events),
                                "profiles": len(dataset.profiles), "out": str(out)}))
         return
@@ -443,10 +446,7 @@ def deadletters_replay(url: str | None, admin_key: str | None, data_dir: Path | 
 
     platform = Platform.open(_settings(data_dir=data_dir), start_runner=False)
     try:
-        table = platform.store.dead_letters(project_id, "open", 1_000_000, 0)
-        letters = [(r["id"], r["kind"], r["payload"].encode()) for r in table.to_pylist()]
-        result = asyncio.run(platform.ingestor.replay(project_id, letters))
-        platform.runner.run_until_idle()
+        result = replay_dead_letters(platform, project_id)  # in chunks, with progress
     finally:
         platform.close()
     click.echo(json.dumps(result.as_json()))
@@ -478,6 +478,7 @@ def _graphql(url: str, key: str, query: str, variables: dict[str, Any]) -> dict[
 
 
 main.add_command(devstack)
+register_data_commands(main, project)  # archive query|compact, project export|delete
 
 if __name__ == "__main__":
     main()

@@ -29,7 +29,9 @@ from clients.kafka import KafkaEventLog, KafkaSettings
 from clients.kafka_topics import ensure_heartbeat_topic, ensure_topics
 from clients.pipeline_lag import PipelineLag
 from gateway.campaigns import Campaigns
+from gateway.data_lifecycle import distributed_user_data, open_forgotten, publish_forgotten
 from gateway.ingest import Ingestor
+from gateway.metrics import Metrics, PipelineReading, TimedLog
 from gateway.platform import about_of, now_ms, open_control, project_rules
 from gateway.settings import Settings
 from graph.neo4j_graph import Neo4jJourneyGraph
@@ -83,6 +85,8 @@ class DistributedPlatform:
     live: RedisLiveStore
     campaigns: Campaigns
     lag_monitor: PipelineLag | None = None
+    user_data: Any = None  # gateway.user_data.UserDataService (gateway.data_lifecycle)
+    metrics: Metrics = field(default_factory=Metrics)
     _aredis: Any = field(default=None, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
 
@@ -95,7 +99,7 @@ class DistributedPlatform:
             [r for _, r in control.schema_records()], on_change=control.append_schema_record)
         geo = GeoLocator(list(settings.geo_files) or default_geo_paths(settings.resolved_geo_dir()))
         store = CassandraStore(settings.cassandra_hosts, settings.cassandra_port,
-                               settings.cassandra_keyspace)
+                               settings.cassandra_keyspace, ttl_days=settings.cassandra_ttl_days)
         auth = ((settings.neo4j_user, settings.neo4j_password or "")
                 if settings.neo4j_user else None)
         graph = Neo4jJourneyGraph(settings.neo4j_uri, auth=auth)
@@ -107,19 +111,29 @@ class DistributedPlatform:
                  settings.cassandra_keyspace, settings.redis_url, settings.neo4j_uri, published)
         event_log = KafkaEventLog(KafkaSettings(bootstrap=settings.kafka_bootstrap))
         parser = EnvelopeParser(registry, now_ms, max_event_bytes=settings.max_event_bytes)
-        ingestor = Ingestor(parser, event_log, max_batch=settings.max_batch)
+        # The stores are written by the job, in its own process: the gateway's store metrics
+        # are its Kafka appends (and the job's consumer lag, read at scrape time).
+        metrics = Metrics()
+        ingestor = Ingestor(parser, TimedLog(event_log, metrics.store("kafka")),
+                            max_batch=settings.max_batch, observe=metrics.judged)
         # The job's sink writes the live streams; subscriptions read them (one XREAD loop
         # per event loop, fanned out to every subscriber).
-        live = RedisLiveStore(settings.redis_url)
+        live = RedisLiveStore(settings.redis_url, ttl_ms=settings.redis_ttl_seconds * 1000)
         # Campaigns and their delivery log stay here, like projects and keys; the job reads
         # the active triggers from Redis and sends its firings back through a Redis stream.
         campaigns = Campaigns(CampaignStore(data / "campaigns.sqlite"), store,
                               ChannelSettings.from_env(os.environ), (), now_ms,
                               on_change=lambda p, specs: publish_campaigns(client, p, specs))
+        campaigns.on_delivery = metrics.delivery
         for project in {c.project for c in campaigns.store.campaigns()}:
             campaigns.publish(project)
-        return cls(settings, control, registry, geo, store, graph, client, event_log, ingestor,
-                   live, campaigns)
+        forgotten = open_forgotten(settings)
+        publish_forgotten(client, forgotten)  # the job drops what erased users sent
+        platform = cls(settings, control, registry, geo, store, graph, client, event_log,
+                       ingestor, live, campaigns, metrics=metrics)
+        metrics.watch_pipeline(platform.pipeline_reading)
+        platform.user_data = distributed_user_data(platform, forgotten)
+        return platform
 
     async def start(self) -> None:
         """Create the topics, connect the producer and the lag monitor (server loop)."""
@@ -168,6 +182,15 @@ class DistributedPlatform:
         measured here — every request would pay for it — but by ``pipelineStatus``,
         ``/readyz`` and a refresh every few seconds (``_watch_backlog``)."""
         return 0 if self.lag_monitor is None else self.lag_monitor.known_pending
+
+    def pipeline_reading(self) -> PipelineReading:
+        """The pipeline gauges of ``/metrics``: the job's lag as last measured (at most a
+        few seconds old, ``_watch_backlog``), never measured for a scrape."""
+        lag = None if self.lag_monitor is None else self.lag_monitor.latest
+        if lag is None or not lag.healthy:
+            return PipelineReading(False, None, None)
+        return PipelineReading(True, lag.pending, lag.processed, lag.consumer_lag,
+                               self.settings.flink_group)
 
     async def _watch_backlog(self, every_s: float = 2.0) -> None:
         while True:
@@ -228,6 +251,8 @@ class DistributedPlatform:
         asyncio.run(poll())
 
     def close(self) -> None:
+        if self.user_data is not None:
+            self.user_data.forgotten.close()
         self.store.close()
         self.graph.close()
         self.redis.close()

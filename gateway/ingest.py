@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,26 +55,35 @@ def is_gzip(body: bytes) -> bool:
 
 
 class Ingestor:
-    """Judge, log, answer. ``max_batch`` bounds records per request."""
+    """Judge, log, answer. ``max_batch`` bounds records per request. ``observe(kind, source,
+    result)`` sees each request's outcome once the log has it (``gateway.metrics``)."""
 
-    def __init__(self, parser: EnvelopeParser, log: EventLog, max_batch: int = 10_000) -> None:
+    def __init__(self, parser: EnvelopeParser, log: EventLog, max_batch: int = 10_000,
+                 observe: Callable[[str, str, IngestResult], None] | None = None) -> None:
         self.parser = parser
         self._log = log
         self.max_batch = max_batch
+        self._observe = observe
 
     async def events(self, project: str, records: list[msgspec.Raw],
                      source: str = "api") -> IngestResult:
         self._check_count(records)
         judged = self.parser.events(project, records)
         await self._commit(project, "event", records, judged, source)
-        return IngestResult(len(judged.accepted), judged.rejected)
+        return self._result("event", source, judged)
 
     async def profiles(self, project: str, records: list[msgspec.Raw],
                        source: str = "api") -> IngestResult:
         self._check_count(records)
         judged = self.parser.profiles(project, records)
         await self._commit(project, "profile", records, judged, source)
-        return IngestResult(len(judged.accepted), judged.rejected)
+        return self._result("profile", source, judged)
+
+    def _result(self, kind: str, source: str, judged: Judged) -> IngestResult:
+        result = IngestResult(len(judged.accepted), judged.rejected)
+        if self._observe is not None:
+            self._observe(kind, source, result)
+        return result
 
     async def replay(self, project: str, letters: list[tuple[int, str, bytes]]) -> IngestResult:
         """Re-judge dead letters ``(id, kind, payload)``; accepted ones are settled."""

@@ -11,23 +11,27 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from clients.channels import ChannelSettings
 from gateway.campaigns import Campaigns
+from gateway.data_lifecycle import close_lifecycle, embedded_user_data, open_lifecycle
 from gateway.ingest import Ingestor
+from gateway.metrics import Metrics, PipelineReading, TimedLog
 from gateway.settings import Settings
 from graph.networkx_graph import NetworkxJourneyGraph
 from graph.ports import GraphChanges
+from storage.archive_stage import ArchiveStage
 from storage.campaigns import CampaignStore
 from storage.control import ControlStore
 from storage.duckdb_store import DuckDBStore
 from storage.live import InProcessLiveStore
 from storage.local_log import LocalEventLog
 from storage.ports import WriteBatch
+from storage.suppression import SuppressionStore
 from stream.contract.envelope import EnvelopeParser
 from stream.contract.registry import SchemaRegistry
 from stream.embedded import LINGER_SECONDS, EmbeddedRunner
@@ -92,6 +96,10 @@ class Platform:
     live: InProcessLiveStore
     campaigns: Campaigns
     _worker: asyncio.Task[None] | None = None
+    forgotten: SuppressionStore | None = None  # data lifecycle (gateway.data_lifecycle)
+    archive: ArchiveStage | None = None
+    user_data: Any = None  # gateway.user_data.UserDataService
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def open(cls, settings: Settings, *, start_runner: bool = True) -> Platform:
@@ -106,15 +114,26 @@ class Platform:
         log.info("geo source: %s", geo.source)
         enricher = Enricher(geo, DeviceParser())
         parser = EnvelopeParser(registry, now_ms, max_event_bytes=settings.max_event_bytes)
-        ingestor = Ingestor(parser, event_log, max_batch=settings.max_batch)
+        metrics = Metrics()
+        ingestor = Ingestor(parser, TimedLog(event_log, metrics.store("local_log")),
+                            max_batch=settings.max_batch, observe=metrics.judged)
         graph = NetworkxJourneyGraph()
         graph.rebuild(store.session_steps())
         live = InProcessLiveStore()
 
+        forgotten, archive = open_lifecycle(settings, store.checkpoint())
+
+        apply_graph = metrics.store("networkx").timed(graph.apply)
+
         def committed(batch: WriteBatch, changes: GraphChanges) -> None:
             if changes:
-                graph.apply(changes)
+                apply_graph(changes)
+            archive.committed(batch.next_offset)
             campaigns.after_commit()
+
+        def before_commit(batch: WriteBatch) -> None:
+            archive.stage(batch)  # durable before the step is: see storage.archive_stage
+            campaigns.before_commit(batch)
 
         def linger() -> float:
             """A step waits for more records only while nobody watches live: a watcher
@@ -123,12 +142,18 @@ class Platform:
 
         campaigns = Campaigns(CampaignStore(data / "campaigns.sqlite"), store,
                               ChannelSettings.from_env(os.environ), store.ties(), now_ms)
+        campaigns.on_delivery = metrics.delivery
         runner = EmbeddedRunner(event_log, store, enricher,
                                 rules_for=lambda p: project_rules(control, registry, p),
-                                on_commit=committed, before_commit=campaigns.before_commit,
-                                on_step=live.publish, linger=linger)
+                                on_commit=committed, before_commit=before_commit,
+                                on_step=metrics.store("live").timed(live.publish),
+                                on_store_commit=metrics.store("duckdb").observe, linger=linger,
+                                suppressed=forgotten.current)
         platform = cls(settings, control, store, event_log, registry, geo, ingestor, runner,
-                       graph, live, campaigns)
+                       graph, live, campaigns, forgotten=forgotten, archive=archive,
+                       metrics=metrics)
+        metrics.watch_pipeline(platform.pipeline_reading)
+        platform.user_data = embedded_user_data(platform)
         if start_runner:
             runner.start()
         return platform
@@ -151,6 +176,11 @@ class Platform:
     async def backlog(self) -> int:
         """Events accepted and not yet processed (ingest refuses above a bound)."""
         return self.log.pending_items
+
+    def pipeline_reading(self) -> PipelineReading:
+        """The pipeline gauges of ``/metrics``, as ``pipeline`` reports them."""
+        return PipelineReading(self.runner.error is None, self.log.pending_items,
+                               self.runner.processed_events)
 
     async def readiness(self) -> tuple[bool, dict[str, str], dict[str, Any]]:
         runner_ok = self.runner.error is None
@@ -177,6 +207,7 @@ class Platform:
         """Drain what was accepted, then release every resource."""
         self.log.close()
         self.runner.stop(drain=True)
+        close_lifecycle(self)
         self.store.close()
         self.campaigns.store.close()
         self.control.close()

@@ -138,6 +138,14 @@ MATCH (st:Step {project: row.project, session: row.session, index: row.index})
 CREATE (prev)-[:NEXT]->(st)
 """
 
+# A user node (its id is a session key) goes once no session of it remains.
+_DROP_USERS = """
+UNWIND $ids AS id
+MATCH (u:User {project: $project, id: id})
+WHERE NOT EXISTS { (u)-[:HAD]->(:Session) }
+DETACH DELETE u
+"""
+
 _MOVE_LEADS_TO = """
 UNWIND $rows AS row
 MERGE (a:EventType {project: row.project, name: row.source})
@@ -264,6 +272,15 @@ class Neo4jJourneyGraph:
                             (_LINK_NEXT, later), (_MOVE_LEADS_TO, moves)):
             if rows:
                 tx.run(query, rows=rows).consume()
+
+    def forget(self, project: str, session_ids: Sequence[str], keys: Sequence[str]) -> None:
+        """Erase sessions (steps, journeys, ``LEADS_TO`` moved by their transitions, as a
+        removal does), then the ``User`` nodes of ``keys`` left without a session."""
+        if session_ids:
+            self.apply(GraphChanges(removed=[(project, sid) for sid in session_ids]))
+        if keys:
+            self._driver.execute_query(_DROP_USERS, project=project, ids=list(keys),
+                                       database_=self._database)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -86,6 +86,10 @@ class NetworkxJourneyGraph:
                 old = self._project(project).sequences.get(sid, array("I"))
                 self._set(project, sid, old[:start] + array("I", map(self._intern, steps)))
 
+    def forget(self, project: str, session_ids: Sequence[str], keys: Sequence[str]) -> None:
+        """Erase sessions; the graph keeps nothing per session key beyond them."""
+        self.apply(GraphChanges(removed=[(project, sid) for sid in session_ids]))
+
     def rebuild(self, rows: Iterable[tuple[str, str, str, str | None]]) -> None:
         """Load from ``(project, session_id, event_name, url)`` rows in step order."""
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -14,6 +15,7 @@ from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
+    SchemaExtension,
 )
 
 from resolvers.cost import cost_rule
@@ -27,6 +29,7 @@ from resolvers.schema_live import LiveSubscriptions
 from resolvers.schema_paths import PathQueries
 from resolvers.schema_retention import RetentionQueries
 from resolvers.schema_segments import SegmentMutations, SegmentQueries
+from resolvers.schema_user_data import UserDataMutations, UserDataQueries
 from resolvers.sessions import compute_session_metrics, encode_cursor, page_sessions
 from resolvers.types import (
     About,
@@ -363,12 +366,13 @@ class PrivacySettings:
 @strawberry.type
 class Query(SessionQueries, EngagementQueries, FunnelQueries, SegmentQueries,
             RetentionQueries, PathQueries, CampaignQueries, ContractQueries, KeyQueries,
-            AboutQueries):
+            AboutQueries, UserDataQueries):
     pass
 
 
 @strawberry.type
-class Mutation(IngestMutations, SegmentMutations, CampaignMutations, KeyMutations):
+class Mutation(IngestMutations, SegmentMutations, CampaignMutations, KeyMutations,
+               UserDataMutations):
     pass
 
 
@@ -397,12 +401,16 @@ class StoreAwareMaskErrors(MaskErrors):
 def build_schema(
     max_depth: int = 12, max_tokens: int = 5_000, max_aliases: int = 30,
     max_cost: int = 250_000, page_limit: int = 10_000,
+    observers: Sequence[Callable[[], SchemaExtension]] = (),
 ) -> strawberry.Schema:
+    """The schema with its limits; ``observers`` (the gateway's metrics) come first, so
+    they see the whole of each operation, the limits' refusals included."""
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
+            *observers,
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=max_aliases),

@@ -250,6 +250,31 @@ class CampaignStore:
             f"SELECT {_DELIVERY} FROM deliveries WHERE project = ? AND campaign = ? AND id > ? "
             "ORDER BY id LIMIT ?", (project, campaign, after_id, limit))]
 
+    def user_deliveries(self, project: str, users: Iterable[str]) -> list[Delivery]:
+        """Every delivery to ``users`` in ``project`` (an export)."""
+        ids = sorted(set(users))
+        return [Delivery(*r) for r in self._rows(
+            f"SELECT {_DELIVERY} FROM deliveries WHERE project = ? AND user_id IN "
+            f"(SELECT value FROM json_each(?)) ORDER BY id",
+            (project, orjson.dumps(ids).decode()))]
+
+    def erase_users(self, project: str, users: Iterable[str]) -> int:
+        """Delete the timers, waiting firings and deliveries of ``users``; returns the rows
+        deleted."""
+        ids = orjson.dumps(sorted(set(users))).decode()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                n = sum(self._db.execute(
+                    f"DELETE FROM {table} WHERE project = ? AND user_id IN "
+                    "(SELECT value FROM json_each(?))", (project, ids)).rowcount
+                    for table in ("timers", "outbox", "deliveries"))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return n
+
     def count_deliveries(self, project: str, campaign: str) -> int:
         return int(self._rows("SELECT count(*) FROM deliveries WHERE project = ? AND "
                               "campaign = ?", (project, campaign))[0][0])

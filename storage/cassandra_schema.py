@@ -83,7 +83,21 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE IF NOT EXISTS {ks}.event_names (project text, day date, "
         "event_name text, PRIMARY KEY ((project), day, event_name))",
     ],
+    [
+        # Every device ever tied to a user (identities keeps only each device's latest
+        # tie): an erasure finds the user's sessions and events from these.
+        "CREATE TABLE IF NOT EXISTS {ks}.user_devices (project text, user_id text, "
+        "device_id text, tie_time bigint, PRIMARY KEY ((project, user_id), device_id))",
+    ],
 ]
+# Hot data: what analytics read and what grows with traffic. A time to live set on these
+# (``set_hot_ttl``) makes Cassandra drop rows that long after they were last written;
+# identities, user_devices, profile traits, dead letters and meta are kept until deleted
+# (they are small, and identities and traits decide whom older data belongs to).
+HOT_TABLES = ("events_by_id", "events_by_user", "events_by_session_key", "events_by_name",
+              "event_names", "sessions_by_id", "sessions_by_day", "sessions_by_key",
+              "session_days")
+MAX_TTL_DAYS = 7_300  # Cassandra's TTL limit is 20 years
 SCHEMA_VERSION = len(MIGRATIONS)
 _KEYSPACE_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
@@ -115,3 +129,23 @@ def migrate(session: Any, keyspace: str, replication_factor: int = 1) -> int:
         session.execute(f"INSERT INTO {ks}.meta (key, value) VALUES (%s, %s)",
                         ["schema_version", version + 1])
     return SCHEMA_VERSION
+
+
+def set_hot_ttl(session: Any, keyspace: str, days: int) -> list[str]:
+    """Set ``default_time_to_live`` of the HOT_TABLES to ``days`` (0: kept until deleted)
+    where it differs; returns the tables changed. Every writer (the gateway's, the PyFlink
+    job's) then writes with it, and changing it applies to rows written afterwards.
+
+    DDL takes no bind markers: the value is an int checked here, the keyspace a checked
+    identifier."""
+    ks = check_keyspace(keyspace)
+    if not 0 <= int(days) <= MAX_TTL_DAYS:
+        raise ValueError(f"cassandra_ttl_days: {days} is not between 0 and {MAX_TTL_DAYS}")
+    seconds = int(days) * 86_400
+    current = {r[0]: r[1] for r in session.execute(
+        "SELECT table_name, default_time_to_live FROM system_schema.tables "
+        "WHERE keyspace_name = %s", [ks])}
+    changed = [t for t in HOT_TABLES if t in current and current[t] != seconds]
+    for table in changed:
+        session.execute(f"ALTER TABLE {ks}.{table} WITH default_time_to_live = {seconds}")
+    return changed

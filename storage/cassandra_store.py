@@ -26,7 +26,7 @@ from cassandra.policies import RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
 from cassandra.util import Date
 
-from storage.cassandra_schema import check_keyspace, migrate
+from storage.cassandra_schema import check_keyspace, migrate, set_hot_ttl
 from storage.columns import EVENT_COLUMNS as _EVENT_COLUMNS
 from storage.columns import EVENT_TYPES as _EVENT_TYPES
 from storage.columns import PROFILE_TRAITS, profiles_table, user_keys
@@ -64,6 +64,7 @@ _SESSION_FIELDS = _SESSION_COLUMNS
 _RESOLVED = ["resolved_user", "r_city", "r_state", "r_country", "r_postal_code", "r_lat",
              "r_long", "r_device_type", "r_os"]
 _RESOLVED_TYPES = {"r_lat": pa.float64(), "r_long": pa.float64()}
+_USER_DEVICE = ["project", "user_id", "device_id", "tie_time"]
 _DEAD_COLUMNS = ["id", "kind", "idx", "reason", "payload", "received_at", "source", "status"]
 _DEAD_TYPES = {"id": pa.int64(), "idx": pa.int32(), "received_at": pa.int64()}
 # Profile columns taken from traits: (column, trait keys, numeric?).
@@ -100,10 +101,15 @@ def _arrow(rows: Sequence[Sequence[Any]], columns: list[str], types: dict[str, A
 
 
 class CassandraStore:
-    """All distributed tables in one keyspace (default ``cep``); implements the ports."""
+    """All distributed tables in one keyspace (default ``cep``); implements the ports.
+
+    ``ttl_days``: set the hot tables' time to live (``cassandra_schema.set_hot_ttl``; 0:
+    kept until deleted); ``None`` leaves the keyspace's setting as it is (the PyFlink job's
+    sinks: the gateway owns the setting)."""
 
     def __init__(self, hosts: Sequence[str] = ("127.0.0.1",), port: int = 9042,
-                 keyspace: str = "cep", replication_factor: int = 1) -> None:
+                 keyspace: str = "cep", replication_factor: int = 1,
+                 ttl_days: int | None = None) -> None:
         self.keyspace = check_keyspace(keyspace)
         profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(),
                                    row_factory=tuple_factory, request_timeout=30)
@@ -111,6 +117,8 @@ class CassandraStore:
                                 execution_profiles={EXEC_PROFILE_DEFAULT: profile})
         self._session: Session = self._cluster.connect()
         migrate(self._session, self.keyspace, replication_factor)
+        if ttl_days is not None:
+            set_hot_ttl(self._session, self.keyspace, ttl_days)
         self._session.set_keyspace(self.keyspace)
         self._prepared: dict[str, PreparedStatement] = {}
         self._event_stmts: set[PreparedStatement] = set()  # last parameter: properties
@@ -303,6 +311,8 @@ class CassandraStore:
             stmt = self._stmt(self._insert("identities", ["project", "device_id", "user_id",
                                                           "tie_time"]) + " USING TIMESTAMP ?")
             work += [(stmt, (p, d, u, t, t * 1000)) for p, d, u, t in batch.ties]
+            history = self._stmt(self._insert("user_devices", _USER_DEVICE))
+            work += [(history, (p, u, d, t)) for p, d, u, t in batch.ties]
         if batch.traits:
             stmt = self._stmt(self._insert("profile_traits", [
                 "project", "user_id", "key", "value_text", "value_num", "set_at"])
@@ -427,24 +437,28 @@ class CassandraStore:
         return work
 
     def _move_events(self, moves: list[tuple[str, str, str]]) -> None:
-        found = self._run("SELECT project, insert_id, event_name, session_key, time "
-                          "FROM events_by_id WHERE project = ? AND insert_id = ?",
-                          [(p, i) for p, i, _ in moves])
+        # An UPDATE's cells get a TTL of their own: give them what the row has left, so a
+        # moved event does not outlive the rest of its row as a row of nulls.
+        found = self._run("SELECT project, insert_id, event_name, session_key, time, "
+                          "TTL(event_name) FROM events_by_id WHERE project = ? "
+                          "AND insert_id = ?", [(p, i) for p, i, _ in moves])
         by_id: list[tuple[Any, ...]] = []
         by_key: list[tuple[Any, ...]] = []
         by_name: list[tuple[Any, ...]] = []
         for (project, iid, sid), rows in zip(moves, found, strict=True):
             if not rows:
                 continue  # DuckDB's UPDATE touches no row either
-            _p, _i, name, key, t = rows[0]
-            by_id.append((sid, project, iid))
-            by_key.append((sid, project, key, day_of(t), t, iid))
-            by_name.append((sid, project, name, day_of(t), t, iid))
-        self._run("UPDATE events_by_id SET session_id = ? WHERE project = ? AND insert_id = ?",
-                  by_id)
-        self._run("UPDATE events_by_session_key SET session_id = ? WHERE project = ? "
-                  "AND session_key = ? AND day = ? AND time = ? AND insert_id = ?", by_key)
-        self._run("UPDATE events_by_name SET session_id = ? WHERE project = ? "
+            _p, _i, name, key, t, ttl = rows[0]
+            left = int(ttl or 0)  # 0: no TTL
+            by_id.append((left, sid, project, iid))
+            by_key.append((left, sid, project, key, day_of(t), t, iid))
+            by_name.append((left, sid, project, name, day_of(t), t, iid))
+        self._run("UPDATE events_by_id USING TTL ? SET session_id = ? WHERE project = ? "
+                  "AND insert_id = ?", by_id)
+        self._run("UPDATE events_by_session_key USING TTL ? SET session_id = ? "
+                  "WHERE project = ? AND session_key = ? AND day = ? AND time = ? "
+                  "AND insert_id = ?", by_key)
+        self._run("UPDATE events_by_name USING TTL ? SET session_id = ? WHERE project = ? "
                   "AND event_name = ? AND day = ? AND time = ? AND insert_id = ?", by_name)
 
     def _write_sessions(self, batch: WriteBatch) -> None:
@@ -492,6 +506,8 @@ class CassandraStore:
                   if not rows or rows[0][0] is None or latest[(p, d)][1] >= rows[0][0]]
         self._run(self._insert("identities", ["project", "device_id", "user_id", "tie_time"]),
                   writes)
+        self._run(self._insert("user_devices", _USER_DEVICE),
+                  [(p, u, d, t) for p, d, u, t in ties])
 
     def _write_traits(self, traits: list[tuple[str, str, str, Any, int]]) -> None:
         self._run(self._insert("profile_traits", ["project", "user_id", "key", "value_text",

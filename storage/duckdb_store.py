@@ -302,6 +302,12 @@ class DuckDBStore:
                     cur.unregister(name)
 
     @contextmanager
+    def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write transaction of its own, serialized with the runner's commits."""
+        with self._write_lock, self._transaction() as cur:
+            yield cur
+
+    @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         cur = self.cursor()
         cur.execute("BEGIN TRANSACTION")

@@ -15,7 +15,7 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from storage.ports import StoredEvents
@@ -188,6 +188,34 @@ class InProcessLiveStore:
                 continue
             sub.pending += len(batch)
             sub.queue.put_nowait(batch)
+
+    def forget(self, project: str, identities: Iterable[str], session_ids: Iterable[str]
+               ) -> int:
+        """Erase what is retained of these identities (user or device ids, as events name
+        them) and sessions: their streams, their open sessions, their events in the
+        project's stream. Returns how many retained events were theirs."""
+        ids, sids = set(identities), set(session_ids)
+        gone: set[int] = set()
+        with self._lock:
+            for key in [(project, "user", i) for i in ids] + [
+                    (project, "session", s) for s in sids]:
+                stream = self._streams.pop(key, None)
+                if stream is not None:
+                    self._retained -= len(stream)
+                    gone.update(e.id for e in stream)
+            everything = self._streams.get((project, "all", ""))
+            if everything is not None:
+                kept = [e for e in everything if e.user_id not in ids and e.session_id not in sids]
+                gone.update(e.id for e in everything if e.user_id in ids or e.session_id in sids)
+                self._retained -= len(everything) - len(kept)
+                everything.clear()
+                everything.extend(kept)
+            p = self._projects.get(project)
+            if p is not None:
+                for sid in [s.session_id for s in p.sessions.values()
+                            if s.session_id in sids or s.user_id in ids]:
+                    del p.sessions[sid]
+        return len(gone)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ class WriteBatch:
 
     next_offset: int
     events: StoredEvents = field(default_factory=StoredEvents)
+    first_offset: int = -1  # the step's first log record (-1: not from a log)
     sessions: list[tuple[SessionRow, Enrichment]] = field(default_factory=list)
     deleted_sessions: list[tuple[str, str]] = field(default_factory=list)  # (project, id)
     moved_events: list[tuple[str, str, str]] = field(default_factory=list)  # project, iid, sid

@@ -57,3 +57,23 @@ def read_firings(client: Any, after: str, count: int = 500, block_ms: int = 1000
             out.append((ident, FiringRecord(project, campaign, user, firing, int(at),
                                             event_name)))
     return out
+
+
+def forget_firings(client: Any, project: str, users: Iterable[str], page: int = 10_000) -> int:
+    """Delete the firings of ``users`` in ``project`` still in the stream (an erasure: the
+    stream keeps about a day of them); returns how many."""
+    ids = set(users)
+    start, doomed = "-", []
+    while True:
+        entries = client.xrange(FIRINGS_STREAM, start, "+", count=page) or []
+        for entry_id, fields in entries:
+            row = orjson.loads(fields.get("f", fields.get(b"f")))
+            if row[0] == project and row[2] in ids:
+                doomed.append(entry_id)
+        if len(entries) < page:
+            break
+        last = entries[-1][0]
+        start = "(" + (last.decode() if isinstance(last, bytes) else last)
+    for at in range(0, len(doomed), 1000):
+        client.xdel(FIRINGS_STREAM, *doomed[at:at + 1000])
+    return len(doomed)

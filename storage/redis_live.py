@@ -191,6 +191,42 @@ class RedisLiveStore:
                 self._publish(keys=keys, args=args, client=pipe)
         pipe.execute()
 
+    def forget(self, project: str, identities: Iterable[str], session_ids: Iterable[str]
+               ) -> int:
+        """Erase what Redis retains of these identities (user or device ids, as events name
+        them) and sessions: their hashes and streams, their place in the active set, and
+        their entries in the project's stream. Returns how many entries were theirs."""
+        ids, sids = set(identities), set(session_ids)
+        active = _active_key(project)
+        # open sessions of theirs the store has not seen yet: found by their heads
+        listed: list[str] = self._client.zrange(active, 0, -1)  # type: ignore[assignment]
+        pipe = self._client.pipeline(transaction=False)
+        for sid in listed:
+            pipe.hget(_session_key(project, sid), "head")
+        for sid, head in zip(listed, pipe.execute(), strict=True):
+            if head and json.loads(head)[0] in ids:
+                sids.add(sid)
+        everything = redis_key((project, "all", ""))
+        entries: Any = self._client.xrange(everything)
+        theirs = [i for i, f in entries or ()
+                  if (row := json.loads(f["e"]))[1] in ids or row[0] in sids]
+        gone = set(theirs)
+        for key in [redis_key((project, "user", i)) for i in ids] + [
+                redis_key((project, "session", s)) for s in sids]:
+            retained: Any = self._client.xrange(key)
+            gone.update(i for i, _f in retained or ())
+        pipe = self._client.pipeline(transaction=False)
+        for sid in sids:
+            pipe.delete(_session_key(project, sid), redis_key((project, "session", sid)))
+        for ident in ids:
+            pipe.delete(redis_key((project, "user", ident)))
+        if sids:
+            pipe.zrem(active, *sids)
+        if theirs:
+            pipe.xdel(everything, *theirs)
+        pipe.execute()
+        return len(gone)
+
     # -- reading ---------------------------------------------------------------------------
 
     def open_sessions(self, project: str, now_ms: int) -> list[OpenSession]:

@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import msgspec
@@ -34,6 +35,7 @@ from stream.operators.sessionize import (
     order_of,
     session_key,
 )
+from stream.operators.suppress import Suppressions
 from stream.refold import refold
 
 log = logging.getLogger("cep.runner")
@@ -104,6 +106,9 @@ class EmbeddedRunner:
 
     ``rules_for(project)`` gives a project's sessionization rules. ``on_commit`` receives
     the stored events of each committed step (live views subscribe through it).
+    ``suppressed()`` gives the forgotten identities (``stream.operators.suppress``), asked
+    once a step: their events, profiles and dead letters are dropped as they are read.
+    ``on_store_commit(seconds, failed)`` times each store transaction (metrics).
     """
 
     def __init__(
@@ -115,7 +120,9 @@ class EmbeddedRunner:
         on_commit: Callable[[WriteBatch, GraphChanges], None] | None = None,
         before_commit: Callable[[WriteBatch], None] | None = None,
         on_step: Callable[[StoredEvents], None] | None = None,
+        on_store_commit: Callable[[float, bool], None] | None = None,
         linger: Callable[[], float] = lambda: LINGER_SECONDS,
+        suppressed: Callable[[], Suppressions] | None = None,
         max_read_bytes: int = 8 << 20,
         state_capacity: int = 200_000,
     ) -> None:
@@ -129,7 +136,10 @@ class EmbeddedRunner:
         self._on_commit = on_commit
         self._before_commit = before_commit
         self._on_step = on_step
+        self._on_store_commit = on_store_commit
         self._linger = linger
+        self._suppressed = suppressed
+        self._step_lock = threading.Lock()  # held by a step; ``exclusive`` holds it too
         self._max_read = max_read_bytes
         self._capacity = state_capacity
         self._state: OrderedDict[GroupKey, SessionRow] = OrderedDict()
@@ -214,13 +224,22 @@ class EmbeddedRunner:
     # -- one step --------------------------------------------------------------------------
 
     def step(self) -> StepResult | None:
+        with self._step_lock:
+            return self._step()
+
+    def _step(self) -> StepResult | None:
         records = self._log.read(self._read_offset, self._max_read)
         if not records:
             return None
-        batch = WriteBatch(next_offset=records[-1][0] + 1)
+        batch = WriteBatch(next_offset=records[-1][0] + 1, first_offset=records[0][0])
         events: list[Event] = []
+        forgotten = self._suppressed() if self._suppressed is not None else Suppressions()
         for _offset, payload in records:
             record = decode_record(payload)
+            if forgotten:
+                record.events = forgotten.events(record.events)
+                record.profiles = [p for p in record.profiles if not forgotten.drops_profile(p)]
+                record.dead = [d for d in record.dead if not forgotten.drops_letter(d)]
             events.extend(record.events)
             batch.dead.extend(record.dead)
             batch.settled_dead.extend(record.replayed)
@@ -299,7 +318,7 @@ class EmbeddedRunner:
             for step in steps:
                 self._before_commit(step.batch)
         batch = merge_batches([step.batch for step in steps])
-        self._store.commit(batch)
+        self._commit_to_store(batch)
         log.debug("committed %d steps to offset %d: %d events, %d sessions in %.1f ms "
                   "(%.1f ms CPU)", len(steps), batch.next_offset, len(batch.events),
                   len(batch.sessions), (time.perf_counter() - started) * 1000,
@@ -313,6 +332,19 @@ class EmbeddedRunner:
             for step in steps:
                 self._on_commit(step.batch, step.changes)
 
+    def _commit_to_store(self, batch: WriteBatch) -> None:
+        """``store.commit``; its wall time (s) and whether it failed go to ``on_store_commit``."""
+        if self._on_store_commit is None:
+            self._store.commit(batch)
+            return
+        started = time.perf_counter()
+        try:
+            self._store.commit(batch)
+        except BaseException:
+            self._on_store_commit(time.perf_counter() - started, True)
+            raise
+        self._on_store_commit(time.perf_counter() - started, False)
+
     def _settle(self) -> None:
         """Wait until every processed step is committed; re-raises a failed commit's error."""
         with self._cond:
@@ -324,6 +356,27 @@ class EmbeddedRunner:
         error, self._commit_error = self._commit_error, None
         if error is not None:
             raise error
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the runner between steps, every processed step committed (an erasure runs
+        here: nothing it deletes can be written back by a step in flight). Raises if the
+        last commit failed, leaving the error for the runner, which redoes it."""
+        with self._step_lock:
+            with self._cond:
+                self._cond.wait_for(lambda: self._commit_error is not None
+                                    or not (self._queued or self._committing))
+                if self._commit_error is not None:
+                    raise RuntimeError("the runner's last commit failed; try again once it "
+                                       "has recovered") from self._commit_error
+            yield
+
+    def forget_sessions(self, keys: Iterable[GroupKey]) -> None:
+        """Drop the cached open session of these (project, session key)s: their sessions
+        were erased, so the next event of the key starts from what the store holds. Call it
+        inside ``exclusive``."""
+        for key in keys:
+            self._state.pop(key, None)
 
     def rules_changed(self, project: str) -> None:
         """A project's sessionization settings changed: events processed from now on use
@@ -420,6 +473,10 @@ class EmbeddedRunner:
 
     def _reset(self) -> None:
         """Forget cached state after a failed step; it is rebuilt from committed data."""
+        with self._step_lock:
+            self._reset_state()
+
+    def _reset_state(self) -> None:
         try:
             self._settle()
         except Exception:  # the failure being recovered from; already logged

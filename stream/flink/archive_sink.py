@@ -4,34 +4,37 @@ A sink of the job (``--sink stream.flink.archive_sink:ArchiveSink``; ``cep flink
 it). Every event the job takes in for the first time (an ``EnrichedEvent`` that is not a
 re-send after a late event moved it, or a ``TooLate`` one) is archived once, as received,
 with its event and ingest times — the record of what was sent, independent of how it was
-sessionized.
+sessionized. The archive is a local folder or any ``pyarrow.fs`` URI (``storage.archive``).
 
 Parquet files cannot be appended to, and a sink must have written a batch durably when
 ``write`` returns (a checkpoint may cover it next). So each subtask appends its batches to a
-staging file (msgpack frames, fsynced per batch) and rolls it into Parquet when it holds
-``roll_rows`` events or is ``roll_seconds`` old, and when the sink opens or closes:
+local staging file (msgpack frames, fsynced per batch) and rolls it into Parquet when it
+holds ``roll_rows`` events or is ``roll_seconds`` old, and when the sink opens or closes:
 
-    ARCHIVE/_staging/part-<subtask>-<attempt>-<seq>.msgpack       (being written)
+    STAGING/part-<subtask>-<attempt>-<seq>.msgpack       (being written)
     ARCHIVE/project=<id>/year=YYYY/month=MM/day=DD/<staging stem>.parquet
 
-Rolling writes each day's file under a temporary name, renames it, then deletes the staging
-file, so a crash mid-roll just rolls again (same names) when the sink next opens. A torn
-last frame (a batch whose ``write`` never returned) is dropped: Flink replays that batch.
-Restarts from a checkpoint may archive an event twice (at-least-once, like any file sink
-without two-phase commit); readers de-duplicate by ``(project, insert_id)``, which the
-archive query command does.
+Rolling writes each day's file whole (``ParquetArchive.write_file``), then deletes the
+staging file, so a crash mid-roll just rolls again (same names) when the sink next opens. A
+torn last frame (a batch whose ``write`` never returned) is dropped: Flink replays that
+batch. Restarts from a checkpoint may archive an event twice (at-least-once, like any file
+sink without two-phase commit); the archive's ``events`` view de-duplicates by
+``(project, insert_id)`` and ``cep archive compact`` removes the copies.
 
-Settings: ``CEP_ARCHIVE_DIR`` (no archive when unset), ``CEP_ARCHIVE_ROLL_ROWS`` (100000),
-``CEP_ARCHIVE_ROLL_SECONDS`` (300).
+Events of forgotten users (``stream.operators.suppress``, read from Redis when
+``CEP_REDIS_URL`` is set) are left out when a staging file is rolled: a user erased while
+their events sat in staging stays erased.
+
+Settings: ``CEP_ARCHIVE_URI`` (else ``CEP_ARCHIVE_DIR``; no archive when neither is set),
+``CEP_ARCHIVE_STAGING`` (default ``ARCHIVE/_staging`` for a local archive; required for a
+remote one), ``CEP_ARCHIVE_ROLL_ROWS`` (100000), ``CEP_ARCHIVE_ROLL_SECONDS`` (300).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,18 +47,6 @@ STAGING = "_staging"
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[Event]).decode
 _LEN = 4  # frame header: big-endian payload length
-
-COLUMNS = ["project", "insert_id", "event_name", "category", "time", "ingest_time",
-           "distinct_user_id", "device_id", "session_id", "source_id", "url", "ip",
-           "user_agent", "properties", "app_version"]
-
-
-def _schema() -> Any:
-    import pyarrow as pa
-
-    s, i = pa.string(), pa.int64()
-    types = {"time": i, "ingest_time": i}
-    return pa.schema([(c, types.get(c, s)) for c in COLUMNS])
 
 
 def frames(path: Path) -> Iterator[list[Event]]:
@@ -70,28 +61,13 @@ def frames(path: Path) -> Iterator[list[Event]]:
         at += _LEN + size
 
 
-def roll(staging: Path, archive: Path) -> int:
-    """Turn one staging file into Parquet files per (project, day); returns events written."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    groups: dict[tuple[str, str, str, str], list[Event]] = defaultdict(list)
-    for batch in frames(staging):
-        for e in batch:
-            day = datetime.fromtimestamp(e.time / 1000, UTC)
-            groups[(e.project, f"{day.year:04d}", f"{day.month:02d}", f"{day.day:02d}")].append(e)
-    schema = _schema()
-    written = 0
-    for (project, year, month, dd), events in sorted(groups.items()):
-        folder = archive / f"project={project}" / f"year={year}" / f"month={month}" / f"day={dd}"
-        folder.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pydict(
-            {c: [getattr(e, c) for e in events] for c in COLUMNS}, schema=schema)
-        final = folder / f"{staging.stem}.parquet"
-        tmp = folder / f".{staging.stem}.parquet.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, final)
-        written += len(events)
+def roll(staging: Path, archive: Any,
+         keep: Callable[[Event], bool] = lambda _e: True) -> int:
+    """Turn one staging file into Parquet files per (project, day) of ``archive`` (a
+    ``storage.archive.ParquetArchive``), with the events ``keep`` accepts; returns events
+    written."""
+    written = int(archive.write_events(
+        (e for batch in frames(staging) for e in batch if keep(e)), staging.stem))
     staging.unlink()
     return written
 
@@ -100,31 +76,44 @@ class ArchiveSink:
     """See the module docstring. Zero-argument: settings come from the environment."""
 
     def __init__(self, directory: str | None = None, roll_rows: int | None = None,
-                 roll_seconds: float | None = None) -> None:
-        self._directory = directory if directory is not None else os.environ.get(
-            "CEP_ARCHIVE_DIR", "")
-        self._roll_rows = roll_rows or int(os.environ.get("CEP_ARCHIVE_ROLL_ROWS", 100_000))
-        self._roll_seconds = roll_seconds or float(
-            os.environ.get("CEP_ARCHIVE_ROLL_SECONDS", 300))
+                 roll_seconds: float | None = None, staging: str | None = None) -> None:
+        env = os.environ
+        self._uri = directory if directory is not None else (
+            env.get("CEP_ARCHIVE_URI") or env.get("CEP_ARCHIVE_DIR", ""))
+        self._staging_dir = staging or env.get("CEP_ARCHIVE_STAGING") or ""
+        self._roll_rows = roll_rows or int(env.get("CEP_ARCHIVE_ROLL_ROWS", 100_000))
+        self._roll_seconds = roll_seconds or float(env.get("CEP_ARCHIVE_ROLL_SECONDS", 300))
+        self._redis_url = env.get("CEP_REDIS_URL") or None
         self._file: IO[bytes] | None = None
 
     def open(self, subtask: int, attempt: int) -> None:
         self._subtask, self._attempt, self._seq = subtask, attempt, 0
-        if not self._directory:
+        if not self._uri:
             return
-        self._archive = Path(self._directory)
-        self._staging = self._archive / STAGING
+        from storage.archive import ParquetArchive
+        from stream.flink.suppress import JobSuppressions
+
+        self._archive = ParquetArchive(self._uri)
+        if self._staging_dir:
+            self._staging = Path(self._staging_dir)
+        elif self._archive.local:
+            self._staging = Path(self._archive.root) / STAGING
+        else:
+            raise ValueError(f"archive {self._uri}: a remote archive needs a local staging "
+                             "folder (CEP_ARCHIVE_STAGING)")
         self._staging.mkdir(parents=True, exist_ok=True)
+        self._suppressions = JobSuppressions(self._redis_url)
+        self._suppressions.open()
         # What an earlier attempt of this subtask left staged is complete up to its last
         # whole frame: archive it now.
         for left in sorted(self._staging.glob(f"part-{subtask}-*.msgpack")):
-            roll(left, self._archive)
+            self._roll_file(left)
 
     def _path(self) -> Path:
         return self._staging / f"part-{self._subtask}-{self._attempt}-{self._seq:06d}.msgpack"
 
     def write(self, outputs: Sequence[Any]) -> None:
-        if not self._directory:
+        if not self._uri:
             return
         events = [o.event for o in outputs
                   if (isinstance(o, EnrichedEvent) and not o.moved) or isinstance(o, TooLate)]
@@ -142,14 +131,19 @@ class ArchiveSink:
                 or time.monotonic() - self._opened >= self._roll_seconds):
             self._roll()
 
+    def _roll_file(self, path: Path) -> int:
+        forgotten = self._suppressions.current()
+        return roll(path, self._archive, lambda e: not forgotten.drops_event(e))
+
     def _roll(self) -> None:
         if self._file is None:
             return
         self._file.close()
         self._file = None
-        roll(self._path(), self._archive)
+        self._roll_file(self._path())
         self._seq += 1
 
     def close(self) -> None:
-        if self._directory:
+        if self._uri and hasattr(self, "_suppressions"):
             self._roll()
+            self._suppressions.close()

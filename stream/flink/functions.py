@@ -59,6 +59,7 @@ from stream.flink.records import (
 )
 from stream.flink.rules import ProjectRules
 from stream.flink.sinks import Sink, SinkFactory
+from stream.flink.suppress import JobSuppressions, without_forgotten
 from stream.operators.sessionize import Sessionizer, session_key
 from stream.operators.triggers import trigger_event
 
@@ -127,16 +128,32 @@ def _ttl(ms: int) -> StateTtlConfig:
             .build())
 
 
+def _open_suppressions(suppressions: JobSuppressions | None) -> JobSuppressions:
+    """``suppressions`` opened, or a list that never forgets anyone (no Redis)."""
+    found = suppressions or JobSuppressions(None)
+    found.open()
+    return found
+
+
 class ParseEvents(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
     """Kafka value / file line → ``KeyedEvent``. Undecodable input is logged and counted:
-    the gateway validated every event, so one here means a producer outside the contract."""
+    the gateway validated every event, so one here means a producer outside the contract.
+    Events of forgotten identities (``stream.flink.suppress``) are dropped and counted."""
 
-    def __init__(self, fmt: WireFormat) -> None:
+    def __init__(self, fmt: WireFormat, suppressions: JobSuppressions | None = None) -> None:
         self._fmt = fmt
+        self._suppressions = suppressions
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._decode: Callable[[Any], Event] = event_decoder(self._fmt).decode
         self._bad = runtime_context.get_metrics_group().counter("undecodable_events")
+        self._forgotten = _open_suppressions(self._suppressions)
+        self._dropped = runtime_context.get_metrics_group().counter("forgotten_events")
+
+    def close(self) -> None:
+        forgotten = getattr(self, "_forgotten", None)
+        if forgotten is not None:
+            forgotten.close()
 
     def flat_map(self, value: bytes | str) -> Iterator[KeyedEvent]:
         if not value:  # a heartbeat (clients/kafka_topics.py)
@@ -147,16 +164,30 @@ class ParseEvents(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
             self._bad.inc()
             log.warning("undecodable event skipped (%s): %.200r", exc, value)
             return
+        if self._forgotten.current().drops_event(event):
+            self._dropped.inc()
+            return
         payload = value if self._fmt == "msgpack" and isinstance(value, bytes) else _encode(event)
         yield (f"{event.project}\x1f{event.insert_id}",
                f"{event.project}\x1f{session_key(event)}", event.time, payload)
 
 
 class ParseProfiles(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
-    """``profiles.raw`` value (msgpack ``Profile``) → ``(bucket, Profile)``."""
+    """``profiles.raw`` value (msgpack ``Profile``) → ``(bucket, Profile)``; a forgotten
+    user's are dropped."""
 
-    def __init__(self, buckets: Sequence[int]) -> None:
+    def __init__(self, buckets: Sequence[int],
+                 suppressions: JobSuppressions | None = None) -> None:
         self._buckets = list(buckets)
+        self._suppressions = suppressions
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._forgotten = _open_suppressions(self._suppressions)
+
+    def close(self) -> None:
+        forgotten = getattr(self, "_forgotten", None)
+        if forgotten is not None:
+            forgotten.close()
 
     def flat_map(self, value: bytes) -> Iterator[tuple[int, list[Profile]]]:
         if not value:  # a heartbeat
@@ -166,16 +197,29 @@ class ParseProfiles(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untype
         except msgspec.DecodeError as exc:
             log.warning("undecodable profile skipped (%s): %.200r", exc, value)
             return
+        if self._forgotten.current().drops_profile(profile):
+            return
         yield (bucket_of(f"{profile.project}\x1f{profile.distinct_user_id}", self._buckets),
                [profile])
 
 
 class ParseDeadLetters(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
     """``events.dead`` value → ``(bucket, DeadLetter | DeadSettled)``: a settlement is the
-    two-element ``[project, id]``, a letter the longer ``DeadLetter`` array."""
+    two-element ``[project, id]``, a letter the longer ``DeadLetter`` array. Letters naming
+    a forgotten identity are dropped."""
 
-    def __init__(self, buckets: Sequence[int]) -> None:
+    def __init__(self, buckets: Sequence[int],
+                 suppressions: JobSuppressions | None = None) -> None:
         self._buckets = list(buckets)
+        self._suppressions = suppressions
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._forgotten = _open_suppressions(self._suppressions)
+
+    def close(self) -> None:
+        forgotten = getattr(self, "_forgotten", None)
+        if forgotten is not None:
+            forgotten.close()
 
     def flat_map(self, value: bytes) -> Iterator[tuple[int, list[DeadLetter | DeadSettled]]]:
         if not value:  # a heartbeat
@@ -186,6 +230,8 @@ class ParseDeadLetters(FlatMapFunction):  # type: ignore[misc]  # PyFlink is unt
                 else _dead.decode(value))
         except (msgspec.DecodeError, TypeError) as exc:
             log.warning("undecodable dead letter skipped (%s): %.200r", exc, value)
+            return
+        if isinstance(item, DeadLetter) and self._forgotten.current().drops_letter(item):
             return
         yield bucket_of(item.project, self._buckets), [item]
 
@@ -465,16 +511,21 @@ class PublishLive(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unt
     gateway's subscribers see entries by id), so the buffer is plain memory. Emits nothing.
     """
 
-    def __init__(self, redis_url: str, flush_ms: int = 10, max_items: int = 1000) -> None:
+    def __init__(self, redis_url: str, flush_ms: int = 10, max_items: int = 1000,
+                 ttl_ms: int = 2 * 60 * 60 * 1000,
+                 suppressions: JobSuppressions | None = None) -> None:
         self._url = redis_url
         self._flush_ms = flush_ms
         self._max_items = max_items
+        self._ttl_ms = ttl_ms
+        self._suppressions = suppressions
 
     def open(self, runtime_context: RuntimeContext) -> None:
         configure_logging()
         from storage.redis_live import RedisLiveStore
 
-        self._live = RedisLiveStore(self._url)
+        self._live = RedisLiveStore(self._url, ttl_ms=self._ttl_ms)
+        self._forgotten = _open_suppressions(self._suppressions)
         self._buffer: dict[int, list[EnrichedEvent]] = {}
         self._published = runtime_context.get_metrics_group().counter("live_events")
 
@@ -501,6 +552,7 @@ class PublishLive(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unt
 
     def _flush(self, bucket: int) -> None:
         held = self._buffer.pop(bucket, None)
+        held = held and without_forgotten(self._forgotten.current(), held)
         if not held:
             return
         from stream.flink.translate import translate
@@ -516,6 +568,9 @@ class PublishLive(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unt
         live = getattr(self, "_live", None)
         if live is not None:
             live.close()
+        forgotten = getattr(self, "_forgotten", None)
+        if forgotten is not None:
+            forgotten.close()
 
 
 def campaign_key(value: tuple[str, Any]) -> str:
@@ -547,14 +602,17 @@ class BufferOutputs(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is u
     All of one key's items share a bucket, so a sink sees them in emission order.
 
     ``pending`` (optional) tells Redis how much this subtask holds (``stream.flink.pending``).
+    ``suppressions`` (optional): items of forgotten identities are not written.
     """
 
     def __init__(self, factories: Sequence[SinkFactory], flush_ms: int = 100,
-                 max_items: int = 1000, pending: PendingMarker | None = None) -> None:
+                 max_items: int = 1000, pending: PendingMarker | None = None,
+                 suppressions: JobSuppressions | None = None) -> None:
         self._factories = list(factories)
         self._flush_ms = flush_ms
         self._max_items = max_items
         self._pending = pending
+        self._suppressions = suppressions
 
     def open(self, runtime_context: RuntimeContext) -> None:
         configure_logging()
@@ -575,6 +633,7 @@ class BufferOutputs(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is u
             sink.open(subtask, attempt)
         if self._pending is not None:
             self._pending.open(subtask)
+        self._forgotten = _open_suppressions(self._suppressions)
 
     def process_element(self, value: tuple[int, list[Any]],
                         ctx: KeyedProcessFunction.Context) -> Iterator[None]:
@@ -604,8 +663,9 @@ class BufferOutputs(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is u
     def _flush(self, bucket: int) -> None:
         items = [item for chunk in self._buffer.get() or () for item in chunk]
         if items:
-            for sink in self._sinks:
-                sink.write(items)
+            kept = without_forgotten(self._forgotten.current(), items)
+            for sink in self._sinks if kept else ():
+                sink.write(kept)
             self._buffer.clear()
             self._flushes.inc()
             self._written.inc(len(items))
@@ -618,3 +678,6 @@ class BufferOutputs(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is u
             sink.close()
         if self._pending is not None:
             self._pending.close()
+        forgotten = getattr(self, "_forgotten", None)
+        if forgotten is not None:
+            forgotten.close()

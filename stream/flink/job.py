@@ -22,7 +22,9 @@ Sessionize's events also go ─key (project, user)→ CampaignTriggers, whose fi
 sink buffers; with the ``stores`` sink, they also go ─key (sink bucket)→ PublishLive, the
 Redis live views, on a branch of their own (not behind the Cassandra and Neo4j writes).
 With Kafka, ``profiles.raw`` (traits, ties) and ``events.dead`` (dead letters,
-settlements) are read too and join the sink buffers.
+settlements) are read too and join the sink buffers. Whatever belongs to a user erased by
+``cep project delete`` (Redis ``cep:suppressed``) is dropped where it enters and where
+outputs leave: ``stream.flink.suppress``.
 
 Run against the dev stack's stores (settings: ``stream.flink.store_sink``)::
 
@@ -111,6 +113,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "with --sink stores: $CEP_REDIS_URL); 'none' = no campaigns")
     t.add_argument("--campaigns-refresh-s", type=float, default=2.0,
                    help="re-read cep:campaigns at most this often per subtask")
+    t.add_argument("--suppressions-redis", metavar="URL",
+                   help="drop what forgotten (erased) users send, as listed in hash "
+                        "cep:suppressed here (default with --sink stores: $CEP_REDIS_URL); "
+                        "'none' = off")
     t.add_argument("--dedupe-ttl-ms", type=int, default=7 * DAY_MS,
                    help="how long an insert id is remembered (processing time)")
     t.add_argument("--checkpoint-interval-ms", type=int, default=30_000, help="0 = off")
@@ -268,8 +274,10 @@ def build(args: argparse.Namespace) -> Any:
     )
     from stream.flink.pending import PendingMarker
     from stream.flink.rules import ProjectRules
+    from stream.flink.suppress import JobSuppressions
 
     specs = args.sink or ["print"]
+    forgotten = JobSuppressions(redis_for(args.suppressions_redis, specs))
     pending_url = redis_for(args.pending_redis, specs)
     rules = ProjectRules(rules_from(args), redis_for(args.rules_redis, specs),
                          args.rules_refresh_s)
@@ -329,7 +337,7 @@ def build(args: argparse.Namespace) -> Any:
                   .for_bounded_out_of_orderness(Duration.of_millis(args.out_of_orderness_ms))
                   .with_idleness(Duration.of_millis(args.idleness_ms))
                   .with_timestamp_assigner(EventTime()))
-    events = (raw.flat_map(ParseEvents(fmt), output_type=KEYED_EVENT).name("parse")
+    events = (raw.flat_map(ParseEvents(fmt, forgotten), output_type=KEYED_EVENT).name("parse")
               .assign_timestamps_and_watermarks(watermarks))
     unique = (events.key_by(dedupe_key, key_type=Types.STRING())
               .process(Dedupe(args.dedupe_ttl_ms), output_type=KEYED_EVENT)
@@ -343,8 +351,10 @@ def build(args: argparse.Namespace) -> Any:
     live_url = live_branch(sinks)
     if live_url:
         # Live views on their own branch: within milliseconds, not behind the store writes.
+        ttl_ms = int(os.environ.get("CEP_REDIS_TTL_SECONDS") or 7200) * 1000
         published = (outputs.key_by(sink_bucket, key_type=Types.INT())
-                     .process(PublishLive(live_url, args.live_flush_ms),
+                     .process(PublishLive(live_url, args.live_flush_ms, ttl_ms=ttl_ms,
+                                          suppressions=forgotten),
                               output_type=Types.BOOLEAN())
                      .name("live views").uid("live-views"))
         published.sink_to(Sink(get_gateway().jvm.org.apache.flink.streaming.api.functions
@@ -363,8 +373,8 @@ def build(args: argparse.Namespace) -> Any:
                  .name("campaign triggers").uid("campaign-triggers"))
         outputs = outputs.union(fired)
     if args.kafka:
-        side = [(args.profiles_topic, ParseProfiles(buckets), "profiles"),
-                (args.dead_topic, ParseDeadLetters(buckets), "dead letters")]
+        side = [(args.profiles_topic, ParseProfiles(buckets, forgotten), "profiles"),
+                (args.dead_topic, ParseDeadLetters(buckets, forgotten), "dead letters")]
         for pattern, parse, name in side:
             if pattern:
                 stream = env.from_source(kafka_source(args, pattern, msgpack=True),
@@ -373,7 +383,7 @@ def build(args: argparse.Namespace) -> Any:
                 outputs = outputs.union(
                     stream.flat_map(parse, output_type=Types.PICKLED_BYTE_ARRAY()).name(name))
     buffer = BufferOutputs(sinks, args.flush_ms, args.flush_items,
-                           PendingMarker(pending_url) if pending_url else None)
+                           PendingMarker(pending_url) if pending_url else None, forgotten)
     written = (outputs.key_by(sink_bucket, key_type=Types.INT())
                .process(buffer, output_type=Types.BOOLEAN()).name("sinks").uid("sinks"))
     discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()

@@ -5,7 +5,9 @@ Settings come from the environment where the job is started (the factory is pick
 them): ``CEP_CASSANDRA_HOSTS`` (comma list, default 127.0.0.1), ``CEP_CASSANDRA_PORT``
 (9042), ``CEP_CASSANDRA_KEYSPACE`` (cep), ``CEP_REDIS_URL`` (redis://127.0.0.1:6379/0),
 ``CEP_NEO4J_URI`` (bolt://127.0.0.1:7687), ``CEP_NEO4J_USER`` / ``CEP_NEO4J_PASSWORD``
-(optional: no auth when unset).
+(optional: no auth when unset), ``CEP_REDIS_TTL_SECONDS`` (7200: how long a live session's
+keys outlive its last event). Cassandra's time to live is the keyspace's (the gateway sets
+it: ``storage.cassandra_schema.set_hot_ttl``).
 
 Writes are upserts with explicit positions (``stream.flink.translate``), so writing a batch
 again after a restore changes nothing in Cassandra or Neo4j; the live streams are
@@ -65,6 +67,7 @@ class StoreSettings:
     neo4j_uri: str = "bolt://127.0.0.1:7687"
     neo4j_user: str | None = None
     neo4j_password: str | None = None
+    redis_ttl_ms: int = 2 * 60 * 60 * 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StoreSettings:
@@ -75,7 +78,8 @@ class StoreSettings:
                    env.get("CEP_CASSANDRA_KEYSPACE", "cep"),
                    env.get("CEP_REDIS_URL", "redis://127.0.0.1:6379/0"),
                    env.get("CEP_NEO4J_URI", "bolt://127.0.0.1:7687"),
-                   env.get("CEP_NEO4J_USER") or None, env.get("CEP_NEO4J_PASSWORD") or None)
+                   env.get("CEP_NEO4J_USER") or None, env.get("CEP_NEO4J_PASSWORD") or None,
+                   int(env.get("CEP_REDIS_TTL_SECONDS") or 7200) * 1000)
 
 
 def prepare_stores(settings: StoreSettings) -> None:
@@ -156,7 +160,7 @@ class StoresSink:
         self._cassandra = CassandraStore(list(s.cassandra_hosts), s.cassandra_port, s.keyspace)
         auth = (s.neo4j_user, s.neo4j_password or "") if s.neo4j_user else None
         self._graph = Neo4jJourneyGraph(s.neo4j_uri, auth, backfill=False)  # prepare_stores did
-        self._live = RedisLiveStore(s.redis_url)
+        self._live = RedisLiveStore(s.redis_url, ttl_ms=s.redis_ttl_ms)
         self._redis = redis.Redis.from_url(s.redis_url)  # campaign firings
         self._subtask = subtask
         placement = self._placement
@@ -252,6 +256,10 @@ class StoresSinkFactory:
     @property
     def redis_url(self) -> str:
         return self._settings.redis_url
+
+    @property
+    def redis_ttl_ms(self) -> int:
+        return self._settings.redis_ttl_ms
 
     def __call__(self) -> StoresSink:
         return StoresSink(self._settings, self.placement, self.live)

@@ -7,7 +7,8 @@ sibling ``demo.profiles.ndjson``; both load as they are into ``POST /v1/events``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +38,27 @@ def ndjson_lines(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
         yield b"".join(chunk)
 
 
-def write_ndjson(dataset: Dataset, path: str | Path) -> tuple[Path, Path]:
+def write_ndjson(dataset: Dataset, path: str | Path,
+                 progress: Callable[[int], None] | None = None) -> tuple[Path, Path]:
     """Write events to ``path`` and profiles beside it; returns both paths.
 
-    The bytes depend only on the dataset, so the same seed writes identical files.
+    The bytes depend only on the dataset, so the same seed writes identical files. Each
+    file is written under a temporary name and renamed when complete: an interrupted run
+    leaves no partial file. ``progress(n)`` is told of every ``n`` records written.
     """
     events_path = Path(path)
     people_path = profiles_path(events_path)
     for target, records in ((events_path, dataset.events), (people_path, dataset.profiles)):
-        with target.open("wb") as out:
-            for chunk in ndjson_lines(records):
-                out.write(chunk)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as out:
+                for start in range(0, len(records), _CHUNK):
+                    part = records[start:start + _CHUNK]
+                    for chunk in ndjson_lines(part):
+                        out.write(chunk)
+                    if progress is not None:
+                        progress(len(part))
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return events_path, people_path

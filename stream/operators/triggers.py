@@ -235,6 +235,12 @@ class Triggers:
         self._timers[key] = self._changed[key] = timer
         self._armed_events[key] = e
 
+    def forget(self, users: Iterable[str]) -> None:
+        """Drop every timer of ``users`` (an erasure): they fire for nobody."""
+        gone = set(users)
+        for key in [k for k in self._timers if k[1] in gone]:
+            self._drop(key)
+
     def _drop(self, key: Key) -> None:
         if self._timers.pop(key, None) is not None:
             self._changed[key] = None
