@@ -206,28 +206,35 @@ def _offline(project_id: str, data_dir: Path | None, profile: str | None,
     return _open_platform(settings)
 
 
-def _gateway_call(url: str, key: str, query: str, variables: dict[str, Any]) -> Any:
+def _gateway_call(url: str, key: str | None, query: str, variables: dict[str, Any]) -> Any:
     from gateway.cli import _graphql
 
+    if not key:
+        raise click.UsageError("admin-key: required with --url")
     return _graphql(url, key, query, variables)
 
 
-def _remote_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--admin-key", default=None, help="The project's admin key (with --url)."
-                      )(fn)
-    return click.option("--url", default=None,
-                        help="Ask a running gateway (its base URL) instead of opening the "
-                             "data dir; the gateway must serve PROJECT_ID.")(fn)
+def _user_options(data_option: Decorator, service_options: Decorator) -> Decorator:
+    """What ``project export`` and ``project delete`` both take: PROJECT_ID USER_ID, the data
+    dir and profile with its services, or ``--url``/``--admin-key`` of a running gateway."""
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = click.option("--admin-key", default=None,
+                          help="The project's admin key (with --url).")(fn)
+        fn = click.option("--url", default=None,
+                          help="Ask a running gateway (its base URL) instead of opening the "
+                               "data dir; the gateway must serve PROJECT_ID.")(fn)
+        fn = service_options(fn)
+        fn = click.option("--profile", type=click.Choice(["embedded", "distributed"]),
+                          default=None)(fn)
+        fn = data_option(fn)
+        fn = click.argument("user_id")(fn)
+        return click.argument("project_id")(fn)
+    return apply
 
 
 def _export_command(data_option: Decorator, service_options: Decorator) -> click.Command:
     @click.command("export")
-    @click.argument("project_id")
-    @click.argument("user_id")
-    @data_option
-    @click.option("--profile", type=click.Choice(["embedded", "distributed"]), default=None)
-    @service_options
-    @_remote_options
+    @_user_options(data_option, service_options)
     @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
                   help="Write the JSON lines here (complete or not at all) instead of stdout.")
     def project_export(project_id: str, user_id: str, data_dir: Path | None,
@@ -236,8 +243,6 @@ def _export_command(data_option: Decorator, service_options: Decorator) -> click
         """Every record held about USER_ID, as JSON lines, each with its kind in `record`:
         trait, identity, session, event, journey, delivery, dead_letter, archived_event."""
         if url:
-            if not admin_key:
-                raise click.UsageError("admin-key: required with --url")
             data = _gateway_call(url, admin_key, "query($u:String!){userData(userId:$u)"
                                  "{total records}}", {"u": user_id})["userData"]
             total, records = int(data["total"]), iter(data["records"])
@@ -254,29 +259,20 @@ def _export_command(data_option: Decorator, service_options: Decorator) -> click
 
 
 def _write_export(total: int, records: Iterator[dict[str, Any]], out: Path | None) -> None:
-    with progress_bar("exporting records", total) as advance:
-        if out is None:
-            stdout = sys.stdout.buffer
-            for r in records:
-                stdout.write(_json_line(r))
-                advance(1)
-            stdout.flush()
-            return
-        with atomic_file(out) as f:
-            for r in records:
-                f.write(_json_line(r))
-                advance(1)
+    sink = contextlib.nullcontext(sys.stdout.buffer) if out is None else atomic_file(out)
+    with progress_bar("exporting records", total) as advance, sink as f:
+        for r in records:
+            f.write(_json_line(r))
+            advance(1)
+        f.flush()
+    if out is None:
+        return
     click.echo(orjson.dumps({"records": total, "out": str(out)}).decode(), err=True)
 
 
 def _delete_command(data_option: Decorator, service_options: Decorator) -> click.Command:
     @click.command("delete")
-    @click.argument("project_id")
-    @click.argument("user_id")
-    @data_option
-    @click.option("--profile", type=click.Choice(["embedded", "distributed"]), default=None)
-    @service_options
-    @_remote_options
+    @_user_options(data_option, service_options)
     @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
     def project_delete(project_id: str, user_id: str, data_dir: Path | None,
                        profile: str | None, url: str | None, admin_key: str | None,
@@ -290,8 +286,6 @@ def _delete_command(data_option: Decorator, service_options: Decorator) -> click
             click.confirm(f"Erase every record of {user_id!r} in {project_id}?", abort=True,
                           err=True)
         if url:
-            if not admin_key:
-                raise click.UsageError("admin-key: required with --url")
             data = _gateway_call(url, admin_key, "mutation($u:String!){deleteUserData("
                                  "userId:$u){erased{store records}}}", {"u": user_id})
             counts = {e["store"]: e["records"] for e in data["deleteUserData"]["erased"]}
