@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from resolvers.errors import api_error, bad_input
-from storage.live import LiveEvent, OpenSession, StreamKey, SubscriberDropped
+from storage.live import LiveEvent, OpenSession, OpenSessionMatch, StreamKey, SubscriberDropped
 
 MAX_CURSOR_DIGITS = 40  # a Redis id is below 2**128: 39 digits
 TOP_EVENTS = 10
@@ -30,6 +30,14 @@ class LivePort(Protocol):
                   accept: Callable[[LiveEvent], bool] = ...) -> AsyncIterator[LiveEvent]: ...
 
     def open_sessions(self, project: str, now_ms: int) -> list[OpenSession]: ...
+
+    def recent_open_sessions(self, project: str, now_ms: int, limit: int,
+                             city: str | None = None, device_type: str | None = None
+                             ) -> list[OpenSession]:
+        """At most ``limit`` of the project's sessions open at ``now_ms`` (an event within
+        the session timeout), matching ``city`` and ``device_type`` case-insensitively, by
+        last event time, latest first, ties by session id, descending."""
+        ...
 
 
 def parse_cursor(after: str | None, field: str = "after") -> int | None:
@@ -82,6 +90,16 @@ async def follow(live: LivePort | None, key: StreamKey, after: int | None,
         closer = getattr(events, "aclose", None)
         if closer is not None:
             await closer()
+
+
+async def list_open_sessions(live: LivePort | None, project: str, now_ms: int, first: int,
+                             flt: OpenSessionMatch) -> list[OpenSession]:
+    """The project's open sessions, latest activity first: the store's listing, which
+    filters and orders in place (a store holds up to ``max_open_sessions`` per project)."""
+    if live is None:
+        raise api_error("UNAVAILABLE", "live views are not available on this gateway")
+    return await asyncio.to_thread(live.recent_open_sessions, project, now_ms, first,
+                                   flt.city, flt.device_type)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from resolvers.schema_common import page_size, segment_sessions, window_of
 from resolvers.schema_engagement import EngagementQueries
 from resolvers.schema_funnels import FunnelQueries
 from resolvers.schema_keys import KeyMutations, KeyQueries
-from resolvers.schema_live import LiveSubscriptions
+from resolvers.schema_live import LiveQueries, LiveSubscriptions
 from resolvers.schema_paths import PathQueries
 from resolvers.schema_retention import RetentionQueries
 from resolvers.schema_segments import SegmentMutations, SegmentQueries
@@ -366,7 +366,7 @@ class PrivacySettings:
 @strawberry.type
 class Query(SessionQueries, EngagementQueries, FunnelQueries, SegmentQueries,
             RetentionQueries, PathQueries, CampaignQueries, ContractQueries, KeyQueries,
-            AboutQueries, UserDataQueries):
+            AboutQueries, UserDataQueries, LiveQueries):
     pass
 
 

@@ -1,4 +1,5 @@
-"""GraphQL subscriptions for live sessions: events as they are processed, and live metrics.
+"""GraphQL for live sessions: the sessions open now, events as they are processed (over
+subscriptions), and live metrics.
 
 Served over WebSocket at ``/graphql`` (``graphql-transport-ws`` and ``graphql-ws``); the
 gateway authenticates the connection (``gateway/websocket.py``), each subscription needs a
@@ -16,9 +17,19 @@ import strawberry
 from strawberry.scalars import JSON
 
 from resolvers.errors import bad_input
-from resolvers.live import EventFilter, accept_all, follow, live_metrics, parse_cursor
+from resolvers.live import (
+    EventFilter,
+    accept_all,
+    follow,
+    list_open_sessions,
+    live_metrics,
+    parse_cursor,
+)
+from resolvers.schema_common import page_size
 from resolvers.window import iso
 from storage.live import LiveEvent as StoredLiveEvent
+from storage.live import OpenSession as StoredOpenSession
+from storage.live import OpenSessionMatch
 
 After = Annotated[str | None, strawberry.argument(description=(
     "The `id` of the last event received: resume right after it without a gap (within "
@@ -77,6 +88,50 @@ class LiveMetrics:
     events_per_second: float
     top_events: list[LiveEventCount] = strawberry.field(
         description="The interval's ten most frequent event names, ties by name.")
+
+
+@strawberry.type(description="A session open now: an event within the session timeout. "
+                             "Place and device are those of the first of its events processed.")
+class OpenSession:
+    session_id: str
+    user_id: str | None = strawberry.field(
+        description="The sender's user id (`distinct_user_id`), else its device id.")
+    device_id: str | None
+    started_at: str = strawberry.field(description="First event time, ISO-8601 UTC.")
+    last_event_at: str = strawberry.field(description="Last event time, ISO-8601 UTC.")
+    events: int = strawberry.field(description="Events processed in it so far.")
+    last_event: str = strawberry.field(description="The name of its latest event.")
+    city: str | None
+    country: str | None
+    device_type: str | None
+
+    @classmethod
+    def of(cls, s: StoredOpenSession) -> OpenSession:
+        return cls(session_id=s.session_id, user_id=s.user_id or None, device_id=s.device_id,
+                   started_at=iso(s.started) or "", last_event_at=iso(s.last_event_time) or "",
+                   events=s.events, last_event=s.last_event, city=s.city or None,
+                   country=s.country or None, device_type=s.device_type or None)
+
+
+@strawberry.input(description="Every given field must match, case-insensitively.")
+class OpenSessionFilter:
+    city: str | None = None
+    device_type: str | None = None
+
+
+@strawberry.type
+class LiveQueries:
+    @strawberry.field(description="Sessions open now, latest activity (last event time) "
+                                  "first, ties by session id descending.")
+    async def open_sessions(self, info: strawberry.Info, first: int = 50,
+                            filter: OpenSessionFilter | None = None) -> list[OpenSession]:
+        ctx = info.context
+        project = ctx.require("read")
+        first = page_size(ctx, first)
+        flt = (OpenSessionMatch() if filter is None
+               else OpenSessionMatch(filter.city, filter.device_type))
+        sessions = await list_open_sessions(ctx.live, project, ctx.now_ms(), first, flt)
+        return [OpenSession.of(s) for s in sessions]
 
 
 async def _events(ctx: Any, key: tuple[str, str, str], after: int | None,

@@ -57,6 +57,20 @@ class OpenSession:
     device_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class OpenSessionMatch:
+    """Which open sessions a listing keeps: every given field equal, case-insensitively, to
+    the session's (its first event's) place and device, as segment filters compare them."""
+
+    city: str | None = None
+    device_type: str | None = None
+
+    def accepts(self, s: OpenSession) -> bool:
+        return ((self.city is None or s.city.casefold() == self.city.casefold())
+                and (self.device_type is None
+                     or s.device_type.casefold() == self.device_type.casefold()))
+
+
 class SubscriberDropped(Exception):
     """Raised in a subscriber that fell more than its queue bound behind."""
 
@@ -226,6 +240,21 @@ class InProcessLiveStore:
             sessions = list(p.sessions.values()) if p else []
         live = [s for s in sessions if now_ms - s.last_event_time <= self._timeout]
         return sorted(live, key=lambda s: -s.last_seen)
+
+    def recent_open_sessions(self, project: str, now_ms: int, limit: int,
+                             city: str | None = None, device_type: str | None = None
+                             ) -> list[OpenSession]:
+        """At most ``limit`` sessions open at ``now_ms`` (an event within the timeout) whose
+        first event's city and device type match the given ones (case-insensitively), by
+        last event time, latest first, ties by session id, descending."""
+        with self._lock:
+            p = self._projects.get(project)
+            sessions = list(p.sessions.values()) if p else []
+        match = OpenSessionMatch(city, device_type)
+        live = [s for s in sessions
+                if now_ms - s.last_event_time <= self._timeout and match.accepts(s)]
+        live.sort(key=lambda s: (s.last_event_time, s.session_id), reverse=True)
+        return live[:max(limit, 0)]
 
     def read(self, key: StreamKey, after: int = 0, limit: int = 1000) -> list[LiveEvent]:
         with self._lock:

@@ -8,7 +8,7 @@ share a slot and the publish script may touch them all atomically):
   and ``last_event`` (latest by event time), ``events`` (count), ``last_seen`` (stream id of
   its last published event). PEXPIREd ``ttl_ms`` after its last write.
 - ``cep:{p}:active`` sorted set: session id scored by last event time (inactivity timers,
-  ``open_sessions``), trimmed to the ``max_open_sessions`` most recent.
+  ``open_sessions``, ``recent_open_sessions``), trimmed to the ``max_open_sessions`` most recent.
 - Streams ``cep:{p}:s:{sid}``, ``cep:{p}:u:{user}`` (PEXPIREd like the hash) and
   ``cep:{p}:all``, each ``XADD MAXLEN ~ maxlen`` (approximate trimming: a stream may hold up
   to one radix-tree node, ``stream-node-max-entries``, more than ``maxlen``). Entries have
@@ -45,13 +45,20 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from storage.live import LiveEvent, OpenSession, StreamKey, SubscriberDropped
+from storage.live import (
+    LiveEvent,
+    OpenSession,
+    OpenSessionMatch,
+    StreamKey,
+    SubscriberDropped,
+)
 from storage.ports import StoredEvents
 
 log = logging.getLogger(__name__)
 
 _SEQ_BITS = 64
 _CHUNK = 500  # events per script call: keeps each atomic step short for other clients
+_OPEN_PAGE = 200  # session hashes read per round trip when listing open sessions
 
 # KEYS: active, all, then (session hash, session stream, user stream) per event.
 # ARGV: maxlen, ttl_ms, max_open, then (sid, time, event name, head, payload) per event.
@@ -120,6 +127,17 @@ def _session_key(project: str, session_id: str) -> str:
 
 def _active_key(project: str) -> str:
     return f"cep:{{{project}}}:active"
+
+
+def _open_session(sid: str, h: dict[str, str]) -> OpenSession | None:
+    """A session hash as an ``OpenSession``; ``None`` if it expired since the active set
+    listed it (the set is trimmed lazily)."""
+    if not h:
+        return None
+    user, device, city, country, device_type = json.loads(h["head"])
+    return OpenSession(sid, user, device, int(h["started"]), int(h["last_event_time"]),
+                       live_id(h["last_seen"]), int(h["events"]), h["last_event"], city,
+                       country, device_type)
 
 
 def _events(project: str, entries: Any) -> list[LiveEvent]:
@@ -239,16 +257,38 @@ class RedisLiveStore:
         pipe = self._client.pipeline(transaction=False)
         for sid in sids:
             pipe.hgetall(_session_key(project, sid))
-        out = []
-        for sid, h in zip(sids, pipe.execute(), strict=True):
-            if not h:  # expired since: the sorted set is trimmed lazily
-                continue
-            user, device, city, country, device_type = json.loads(h["head"])
-            out.append(OpenSession(sid, user, device, int(h["started"]),
-                                   int(h["last_event_time"]), live_id(h["last_seen"]),
-                                   int(h["events"]), h["last_event"], city, country,
-                                   device_type))
+        out = [s for sid, h in zip(sids, pipe.execute(), strict=True)
+               if (s := _open_session(sid, h)) is not None]
         return sorted(out, key=lambda s: -s.last_seen)
+
+    def recent_open_sessions(self, project: str, now_ms: int, limit: int,
+                             city: str | None = None, device_type: str | None = None
+                             ) -> list[OpenSession]:
+        """As ``InProcessLiveStore.recent_open_sessions``: walks the project's active set
+        from the latest last-event time down (its ties in descending session id, as Redis
+        orders equal scores in ``REV``), a page of hashes at a time, until ``limit`` match;
+        never more than the set holds (``max_open_sessions``)."""
+        if limit <= 0:
+            return []
+        match = OpenSessionMatch(city, device_type)
+        active = _active_key(project)
+        page = max(limit, _OPEN_PAGE)
+        out: list[OpenSession] = []
+        for offset in range(0, self._max_open, page):
+            sids: list[str] = self._client.zrange(  # type: ignore[assignment]
+                active, "+inf", now_ms - self._timeout, desc=True, byscore=True,
+                offset=offset, num=page)
+            pipe = self._client.pipeline(transaction=False)
+            for sid in sids:
+                pipe.hgetall(_session_key(project, sid))
+            for sid, h in zip(sids, pipe.execute() if sids else [], strict=True):
+                s = _open_session(sid, h)
+                if s is not None and match.accepts(s):
+                    out.append(s)
+            if len(out) >= limit or len(sids) < page:
+                break
+        out.sort(key=lambda s: (s.last_event_time, s.session_id), reverse=True)
+        return out[:limit]
 
     def read(self, key: StreamKey, after: int = 0, limit: int = 1000) -> list[LiveEvent]:
         """Up to ``limit`` retained events of ``key`` with an id above ``after``."""

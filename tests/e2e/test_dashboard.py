@@ -462,5 +462,12 @@ def test_live_event_arrives_after_posting_it(page: Page, errors: list[str], demo
     # and the live metrics count it in the interval it was processed in
     page.locator('[data-card="live-metrics"] td[data-col="event"]',
                  has_text="Add to Cart").wait_for(state="visible")
+    # and the open sessions (openSessions) list its session, in progress
+    sessions = page.locator('[data-card="open-sessions"]')
+    sessions.get_by_role("button", name="Refresh").click()
+    opened = sessions.locator("tr[data-session]", has=page.locator(
+        'td[data-col="userId"]', has_text=user))
+    opened.wait_for(state="visible")
+    assert "Add to Cart" in opened.locator('td[data-col="lastEvent"]').inner_text()
     screenshot(page, "live")
     assert errors == []

@@ -253,3 +253,33 @@ def test_open_sessions_are_bounded(redis_url: str, project: str) -> None:
     assert [s.session_id for s in store.open_sessions(project, T0 + 12 * MIN)] == [
         "s11", "s10", "s9", "s8", "s7"]
     store.close()
+
+
+def test_recent_open_sessions_page_filter_and_order_like_the_in_process_store(
+        redis_url: str, project: str) -> None:
+    """Latest last event first, ties by session id descending; a filter that needs more than
+    one page of hashes; sessions past the timeout left out."""
+    timeout = 300 * MIN
+    stores = (RedisLiveStore(redis_url, session_timeout_ms=timeout),
+              InProcessLiveStore(session_timeout_ms=timeout))
+    step = batch(project, [(f"s{i:03}", f"u{i}", "View", i // 2) for i in range(450)])
+    step.enrichments = [Enrichment(city="Pune" if i % 3 == 0 else "Oslo",
+                                   device_type="mobile") for i in range(450)]
+    for s in stores:
+        s.publish(step)
+
+    def listed(s: RedisLiveStore | InProcessLiveStore, now: int, limit: int,
+               city: str | None = None) -> list[tuple[str, int, str]]:
+        return [(o.session_id, o.last_event_time, o.city)
+                for o in s.recent_open_sessions(project, now, limit, city=city)]
+
+    now = T0 + 224 * MIN
+    for s in stores:
+        assert listed(s, now, 3) == [("s449", now, "Oslo"), ("s448", now, "Oslo"),
+                                     ("s447", now - MIN, "Pune")]
+        pune = listed(s, now, 120, city="PUNE")
+        assert [sid for sid, _t, _c in pune] == [f"s{i:03}" for i in range(447, 87, -3)]
+        assert len(listed(s, now + 290 * MIN, 500)) == 22, "minutes 214-224: within the timeout"
+        assert s.recent_open_sessions(project, now, 0) == []
+    assert listed(stores[0], now, 500) == listed(stores[1], now, 500)
+    stores[0].close()

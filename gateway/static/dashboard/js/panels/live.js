@@ -20,10 +20,9 @@ const STREAMS = {
   all: `subscription LiveEvents($after: String) {
     liveEvents(after: $after) { ${EVENT_FIELDS} } }`,
 };
-const OPEN_SESSIONS = `query OpenSessions($window: TimeWindow, $after: String) {
-  sessions(window: $window, first: 1000, after: $after) {
-    pageInfo { hasNextPage endCursor }
-    edges { node { id userId startTime endTime eventCount lastEvent city deviceType os closed } }
+const OPEN_SESSIONS = `query OpenSessions($first: Int!) {
+  openSessions(first: $first) {
+    sessionId userId deviceId startedAt lastEventAt events lastEvent city country deviceType
   }
 }`;
 
@@ -31,10 +30,7 @@ const INTERVAL_SECONDS = 2;
 const HISTORY = 60; // events-per-second points kept for the chart
 const MAX_ROWS = 200; // events kept in the stream list (what a stream retains, too)
 const RECONNECT_MS = 3000;
-// Open sessions are looked for among those started this long ago (sessions that ran longer
-// are still counted by liveMetrics, just not listed).
-const OPEN_SESSION_WINDOW = { last: "2h" };
-const MAX_OPEN_SESSION_PAGES = 5;
+const OPEN_SESSION_ROWS = 50; // the most recently active open sessions listed
 const MODES = [["user", "User id"], ["session", "Session id"], ["all", "Every event"]];
 
 export class LivePanel extends Panel {
@@ -202,20 +198,11 @@ export class LivePanel extends Panel {
   async loadOpenSessions() {
     const generation = this.generation;
     this.sessions.loading();
-    const open = [];
-    // In progress: not closed, and its last event within the inactivity timeout (a session
-    // past it is over, even while the timer that closes it has not fired yet).
-    const since = Date.now() - (this.ctx.settings?.timeoutMinutes ?? 30) * 60_000;
-    const inProgress = (s) => !s.closed && Date.parse(s.endTime) >= since;
+    let open;
     try {
-      let after = null;
-      for (let page = 0; page < MAX_OPEN_SESSION_PAGES; page += 1) {
-        const { sessions } = await this.ctx.api.query(OPEN_SESSIONS,
-          { window: OPEN_SESSION_WINDOW, after });
-        open.push(...sessions.edges.map((e) => e.node).filter(inProgress));
-        if (!sessions.pageInfo.hasNextPage) break;
-        after = sessions.pageInfo.endCursor;
-      }
+      // Open: an event within the inactivity timeout; the latest activity comes first.
+      ({ openSessions: open } = await this.ctx.api.query(OPEN_SESSIONS,
+        { first: OPEN_SESSION_ROWS }));
     } catch (err) {
       if (generation !== this.generation) return;
       this.sessions.error(err, () => this.loadOpenSessions());
@@ -224,26 +211,25 @@ export class LivePanel extends Panel {
     }
     if (generation !== this.generation) return;
     if (!open.length) {
-      this.sessions.empty("No session in progress: none of the sessions that started in the " +
-        "last 2 hours had an event within the inactivity timeout.");
+      this.sessions.empty("No session in progress: none had an event within the inactivity " +
+        "timeout.");
       return;
     }
-    open.sort((a, b) => b.endTime.localeCompare(a.endTime));
     this.sessions.ready(table([
-      { label: "Last event", key: "endTime", value: (s) => fmt.time(s.endTime) },
-      { label: "User", key: "userId", value: (s) => s.userId || "–" },
-      { label: "Events", key: "eventCount", num: true, value: (s) => fmt.int(s.eventCount) },
+      { label: "Last event", key: "lastEventAt", value: (s) => fmt.time(s.lastEventAt) },
+      { label: "User", key: "userId", value: (s) => s.userId || s.deviceId || "–" },
+      { label: "Events", key: "events", num: true, value: (s) => fmt.int(s.events) },
       { label: "Latest", key: "lastEvent", value: (s) => s.lastEvent },
-      { label: "Started", key: "startTime", value: (s) => fmt.time(s.startTime) },
-      { label: "Where", key: "where", value: (s) => [s.city, s.deviceType, s.os]
+      { label: "Started", key: "startedAt", value: (s) => fmt.time(s.startedAt) },
+      { label: "Where", key: "where", value: (s) => [s.city, s.country, s.deviceType]
         .filter((x) => x).join(" · ") || "–" },
       { label: "", key: "watch", value: (s) => h("button", { type: "button", class: "link",
-        "aria-label": `Watch session ${s.id}`, onclick: () => {
+        "aria-label": `Watch session ${s.sessionId}`, onclick: () => {
           this.mode.value = "session";
-          this.idInput.value = s.id;
-          this.watch({ kind: "session", id: s.id });
+          this.idInput.value = s.sessionId;
+          this.watch({ kind: "session", id: s.sessionId });
         } }, "Watch") },
-    ], open.slice(0, 50), { attrs: (s) => ({ "data-session": s.id }) }));
+    ], open, { attrs: (s) => ({ "data-session": s.sessionId }) }));
   }
 
   setStreamStatus(state, message) {
