@@ -45,11 +45,14 @@ from stream.contract.registry import SchemaRegistry
 from stream.enrich.fetch import default_geo_paths
 from stream.enrich.geo import GeoLocator
 from stream.flink.campaigns import CAMPAIGNS_KEY
+from stream.flink.write_metrics import STORE_WRITES_KEY, StoreWriteTotals, decode_store_writes
 from stream.operators.sessionize import SessionRules
 
 log = logging.getLogger("cep.platform")
 
 SETTINGS_HASH = "cep:project-settings"
+SyncRedis = redis.Redis  # the platform's ``redis`` field shadows the module in its class
+SCRAPE_TIMEOUT_S = 0.5  # a scrape's read of the job's store writes, connect and answer
 
 
 def publish_campaigns(client: redis.Redis, project: str,
@@ -87,6 +90,7 @@ class DistributedPlatform:
     lag_monitor: PipelineLag | None = None
     user_data: Any = None  # gateway.user_data.UserDataService (gateway.data_lifecycle)
     metrics: Metrics = field(default_factory=Metrics)
+    metrics_redis: SyncRedis | None = None  # the job's store writes, at scrape time
     _aredis: Any = field(default=None, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
 
@@ -111,8 +115,8 @@ class DistributedPlatform:
                  settings.cassandra_keyspace, settings.redis_url, settings.neo4j_uri, published)
         event_log = KafkaEventLog(KafkaSettings(bootstrap=settings.kafka_bootstrap))
         parser = EnvelopeParser(registry, now_ms, max_event_bytes=settings.max_event_bytes)
-        # The stores are written by the job, in its own process: the gateway's store metrics
-        # are its Kafka appends (and the job's consumer lag, read at scrape time).
+        # The stores are written by the job, in its own process: the gateway's own store
+        # metrics are its Kafka appends; the job's writes are read from Redis at scrape time.
         metrics = Metrics()
         ingestor = Ingestor(parser, TimedLog(event_log, metrics.store("kafka")),
                             max_batch=settings.max_batch, observe=metrics.judged)
@@ -132,6 +136,10 @@ class DistributedPlatform:
         platform = cls(settings, control, registry, geo, store, graph, client, event_log,
                        ingestor, live, campaigns, metrics=metrics)
         metrics.watch_pipeline(platform.pipeline_reading)
+        platform.metrics_redis = redis.Redis.from_url(
+            settings.redis_url, decode_responses=True, socket_timeout=SCRAPE_TIMEOUT_S,
+            socket_connect_timeout=SCRAPE_TIMEOUT_S)
+        metrics.watch_job_writes(platform.job_store_writes)
         platform.user_data = distributed_user_data(platform, forgotten)
         return platform
 
@@ -191,6 +199,15 @@ class DistributedPlatform:
             return PipelineReading(False, None, None)
         return PipelineReading(True, lag.pending, lag.processed, lag.consumer_lag,
                                self.settings.flink_group)
+
+    def job_store_writes(self) -> dict[str, StoreWriteTotals]:
+        """The PyFlink job's store writes so far (``stream.flink.write_metrics``), read
+        from Redis for a scrape; raises when Redis does not answer within
+        ``SCRAPE_TIMEOUT_S`` (the scrape then leaves them out)."""
+        if self.metrics_redis is None:
+            return {}
+        fields: Any = self.metrics_redis.hgetall(STORE_WRITES_KEY)
+        return decode_store_writes(fields)
 
     async def _watch_backlog(self, every_s: float = 2.0) -> None:
         while True:
@@ -256,6 +273,8 @@ class DistributedPlatform:
         self.store.close()
         self.graph.close()
         self.redis.close()
+        if self.metrics_redis is not None:
+            self.metrics_redis.close()
         self.campaigns.store.close()
         self.control.close()
         self.geo.close()

@@ -5,7 +5,9 @@ one process (the tests) keep their own counts. Counters and histograms are updat
 things happen — ingest answers and judgements, store writes, GraphQL operations, campaign
 deliveries — a request's or a batch's worth at once, never once per event on the ingest
 path. Gauges of state (pending events, the job's Kafka lag) are read at scrape time from what
-the platform already knows (``PipelineReading``): a scrape never waits on a dependency.
+the platform already knows (``PipelineReading``): a scrape never waits on Kafka. The one
+exception is the PyFlink job's store writes (distributed profile), which only Redis knows:
+a scrape reads them with a short timeout and leaves them out when Redis does not answer.
 
 Labels hold bounded values only: route paths, status codes, store and channel names,
 rejection reason codes (``stream.contract.reasons``), operation names capped at
@@ -15,6 +17,7 @@ else a client chooses freely.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -31,8 +34,15 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,13 +50,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from clients.channels.config import CHANNEL_TYPES
 from gateway.ingest import EventLog, IngestResult
 from stream.contract.reasons import reason_code
+from stream.flink.write_metrics import WRITE_BUCKETS, StoreWriteTotals
+
+log = logging.getLogger("cep.metrics")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Store writes run from under a millisecond (a log append, the in-memory live store) to
-# seconds (a large DuckDB commit); GraphQL operations from milliseconds to the query timeout.
-WRITE_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0)
+# GraphQL operations run from milliseconds to the query timeout. (Store writes use
+# WRITE_BUCKETS, shared with the PyFlink job, which reports its writes through Redis.)
 OPERATION_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DELIVERY_STATUSES = frozenset({"sent", "failed", "skipped", "holdout", "capped", "postponed"})
 
@@ -128,12 +140,14 @@ class Metrics:
             "cep_ingest_rejected_events",
             "Records rejected (to the dead letters), by kind, source and reason code.",
             ["kind", "source", "reason"], registry=r)
+        # Exposed by _StoreWritesCollector, one family each with the job's writes.
         self._write_seconds = Histogram(
-            "cep_store_write_duration_seconds",
-            "Wall time of one write (an append, a commit, an update) to a store.",
-            ["store"], buckets=WRITE_BUCKETS, registry=r)
-        self._write_errors = Counter(
-            "cep_store_write_errors", "Writes to a store that failed.", ["store"], registry=r)
+            _WRITE_SECONDS, _WRITE_SECONDS_HELP, ["store"], buckets=WRITE_BUCKETS,
+            registry=None)
+        self._write_errors = Counter(_WRITE_ERRORS, _WRITE_ERRORS_HELP, ["store"],
+                                     registry=None)
+        self._store_writes = _StoreWritesCollector(self._write_seconds, self._write_errors)
+        r.register(self._store_writes)
         self.operation_seconds = Histogram(
             "cep_graphql_operation_duration_seconds",
             "Wall time of a GraphQL query or mutation (parse to result), by operation name.",
@@ -174,8 +188,58 @@ class Metrics:
         I/O: it answers from what the platform last measured)."""
         self.registry.register(_PipelineCollector(read))
 
+    def watch_job_writes(self, read: Callable[[], Mapping[str, StoreWriteTotals]]) -> None:
+        """Add the PyFlink job's store writes, ``read()`` at every scrape, to the store
+        write series. ``read`` may do I/O with a short timeout (the scrape runs in a worker
+        thread); when it raises, the scrape leaves those series out."""
+        self._store_writes.read_job = read
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+_WRITE_SECONDS = "cep_store_write_duration_seconds"
+_WRITE_SECONDS_HELP = ("Wall time of one write (an append, a commit, an update; a flushed "
+                       "batch for the PyFlink job's stores) to a store.")
+_WRITE_ERRORS = "cep_store_write_errors"
+_WRITE_ERRORS_HELP = "Writes to a store that failed."
+# ``le`` labels as the library writes its own histograms' (untyped in the library).
+_WRITE_LES = tuple(floatToGoString(b) for b in WRITE_BUCKETS)  # type: ignore[no-untyped-call]
+
+
+class _StoreWritesCollector(Collector):
+    """The gateway's own store writes and, when known, the PyFlink job's: one histogram
+    family and one counter family, labelled by store (the job's stores never share a name
+    with the gateway's)."""
+
+    def __init__(self, seconds: Histogram, errors: Counter) -> None:
+        self._seconds = seconds
+        self._errors = errors
+        self.read_job: Callable[[], Mapping[str, StoreWriteTotals]] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return [*self._seconds.describe(), *self._errors.describe()]
+
+    def collect(self) -> Iterable[Metric]:
+        job: Mapping[str, StoreWriteTotals] = {}
+        if self.read_job is not None:
+            try:
+                job = self.read_job()
+            except Exception as exc:  # noqa: BLE001 - a scrape must not fail on Redis
+                log.debug("job store writes left out of the scrape: %r", exc)
+        seconds = HistogramMetricFamily(_WRITE_SECONDS, _WRITE_SECONDS_HELP, labels=["store"])
+        for own in self._seconds.collect():
+            seconds.samples.extend(own.samples)
+        errors = CounterMetricFamily(_WRITE_ERRORS, _WRITE_ERRORS_HELP, labels=["store"])
+        for own in self._errors.collect():
+            errors.samples.extend(own.samples)
+        for store, totals in sorted(job.items()):
+            buckets = [(le, float(n)) for le, n in zip(_WRITE_LES, totals.buckets, strict=True)]
+            seconds.add_metric([store], [*buckets, ("+Inf", float(totals.count))],
+                               totals.seconds)
+            errors.add_metric([store], totals.errors)
+        yield seconds
+        yield errors
 
 
 class _PipelineCollector(Collector):
@@ -242,5 +306,7 @@ def metrics_endpoint(metrics: Metrics) -> Callable[[Request], Awaitable[Response
     """``GET /metrics``. No key, like ``/healthz``: it holds counts and timings only, no
     project, key or user (scrapers rarely carry credentials; restrict it at the network)."""
     async def endpoint(_request: Request) -> Response:
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        # In a worker thread: collecting may read Redis (the job's writes, short timeout).
+        return Response(await run_in_threadpool(metrics.exposition),
+                        media_type=CONTENT_TYPE_LATEST)
     return endpoint

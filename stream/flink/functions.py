@@ -60,6 +60,7 @@ from stream.flink.records import (
 from stream.flink.rules import ProjectRules
 from stream.flink.sinks import Sink, SinkFactory
 from stream.flink.suppress import JobSuppressions, without_forgotten
+from stream.flink.write_metrics import FLUSH_TIMEOUT_S, StoreWriteTally
 from stream.operators.sessionize import Sessionizer, session_key
 from stream.operators.triggers import trigger_event
 
@@ -77,6 +78,7 @@ def configure_logging() -> None:
 
 
 _LOGGING = threading.Lock()
+QUIET_LIBRARIES = ("neo4j", "cassandra", "redis", "aiokafka", "kafka", "urllib3", "asyncio")
 
 
 def _configure_logging() -> None:
@@ -92,6 +94,10 @@ def _configure_logging() -> None:
     root.addHandler(handler)  # libraries' warnings too: nothing falls back to stderr
     if root.level == logging.NOTSET or root.level > logging.WARNING:
         root.setLevel(logging.WARNING)
+    # The Python worker may leave the root logger at DEBUG; the store drivers then format a
+    # line per Bolt message and Cassandra request (hundreds of MB a day of CI runs).
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
     logging.captureWarnings(True)
     logging.getLogger("cep").setLevel(os.environ.get("CEP_LOG_LEVEL", "INFO").upper())
 
@@ -509,6 +515,8 @@ class PublishLive(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unt
     ``stores`` sink's Cassandra and Neo4j writes, which take hundreds of milliseconds a
     batch. Live views are at least once (a replay from a checkpoint publishes again; the
     gateway's subscribers see entries by id), so the buffer is plain memory. Emits nothing.
+    Each flush is timed as one ``redis`` store write for ``GET /metrics``
+    (``stream.flink.write_metrics``).
     """
 
     def __init__(self, redis_url: str, flush_ms: int = 10, max_items: int = 1000,
@@ -522,9 +530,14 @@ class PublishLive(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unt
 
     def open(self, runtime_context: RuntimeContext) -> None:
         configure_logging()
+        import redis
+
         from storage.redis_live import RedisLiveStore
 
         self._live = RedisLiveStore(self._url, ttl_ms=self._ttl_ms)
+        self._metrics_redis = redis.Redis.from_url(
+            self._url, socket_timeout=FLUSH_TIMEOUT_S, socket_connect_timeout=FLUSH_TIMEOUT_S)
+        self._writes = StoreWriteTally()
         self._forgotten = _open_suppressions(self._suppressions)
         self._buffer: dict[int, list[EnrichedEvent]] = {}
         self._published = runtime_context.get_metrics_group().counter("live_events")
@@ -558,16 +571,20 @@ class PublishLive(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unt
         from stream.flink.translate import translate
 
         try:
-            self._live.publish(translate(held).live)
+            with self._writes.timing("redis"):
+                self._live.publish(translate(held).live)
         except Exception as exc:  # noqa: BLE001 - live views are best effort; stores are not
             log.warning("cannot publish %d live events to Redis: %r", len(held), exc)
             return
+        finally:
+            self._writes.flush(self._metrics_redis)
         self._published.inc(len(held))
 
     def close(self) -> None:
-        live = getattr(self, "_live", None)
-        if live is not None:
-            live.close()
+        for name in ("_live", "_metrics_redis"):
+            client = getattr(self, name, None)
+            if client is not None:
+                client.close()
         forgotten = getattr(self, "_forgotten", None)
         if forgotten is not None:
             forgotten.close()

@@ -21,6 +21,10 @@ splitting or extending stored sessions, as the embedded runner does) and the res
 written like any other outputs. Sessions still held in the job's state (starting after the
 event's ``horizon``) are left to the state. Replaying a placed event re-folds the same range
 to the same sessions.
+
+Each batch's writes are timed per store (``cassandra``, ``neo4j``, ``redis``) and added to
+the Redis hash the gateway's ``GET /metrics`` reads (``stream.flink.write_metrics``), in one
+round trip after the batch; a failure there is logged at debug and never fails the batch.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from stream.flink.records import (
 )
 from stream.flink.rules import ProjectRules
 from stream.flink.translate import translate
+from stream.flink.write_metrics import FLUSH_TIMEOUT_S, StoreWriteTally
 from stream.operators.enrich import Enrichment
 from stream.operators.sessionize import Sessionizer, session_key
 from stream.refold import StoredSessions, refold
@@ -162,6 +167,9 @@ class StoresSink:
         self._graph = Neo4jJourneyGraph(s.neo4j_uri, auth, backfill=False)  # prepare_stores did
         self._live = RedisLiveStore(s.redis_url, ttl_ms=s.redis_ttl_ms)
         self._redis = redis.Redis.from_url(s.redis_url)  # campaign firings
+        self._metrics_redis = redis.Redis.from_url(
+            s.redis_url, socket_timeout=FLUSH_TIMEOUT_S, socket_connect_timeout=FLUSH_TIMEOUT_S)
+        self._writes = StoreWriteTally()
         self._subtask = subtask
         placement = self._placement
         placement.rules.open()
@@ -174,11 +182,19 @@ class StoresSink:
         self._sessionizers: dict[str, Sessionizer] = {}
 
     def write(self, outputs: Sequence[Any]) -> None:
+        try:
+            self._write_batch(outputs)
+        finally:
+            self._writes.flush(self._metrics_redis)
+
+    def _write_batch(self, outputs: Sequence[Any]) -> None:
         firings = [o for o in outputs if type(o) is CampaignFiring]
         if firings:  # not session outputs: the gateway's delivery worker takes them
             outputs = [o for o in outputs if type(o) is not CampaignFiring]
-            publish_firings(self._redis, (FiringRecord(
-                f.project, f.campaign, f.user, f.firing, f.at, f.event_name) for f in firings))
+            with self._writes.timing("redis"):
+                publish_firings(self._redis, (FiringRecord(
+                    f.project, f.campaign, f.user, f.firing, f.at, f.event_name)
+                    for f in firings))
         late = [o for o in outputs if isinstance(o, TooLate)]
         if not late:
             self._write(outputs, self._publish_live)
@@ -226,21 +242,24 @@ class StoresSink:
             return
         started = time.perf_counter()
         out = translate(outputs)
-        self._cassandra.write_stream(StreamWrite(out.batch, out.stale_sessions, out.dead_ids))
+        with self._writes.timing("cassandra"):
+            self._cassandra.write_stream(StreamWrite(out.batch, out.stale_sessions,
+                                                     out.dead_ids))
         wrote = time.perf_counter()
         if out.graph:
-            with _GRAPH_WRITES:
+            with _GRAPH_WRITES, self._writes.timing("neo4j"):  # the write, not the wait
                 self._graph.apply(out.graph)
         graphed = time.perf_counter()
         if live and out.live:
-            self._live.publish(out.live)
+            with self._writes.timing("redis"):
+                self._live.publish(out.live)
         log.debug("subtask %d wrote %d outputs (%d events, %d sessions): cassandra %.0f ms, "
                  "neo4j %.0f ms, redis %.0f ms", self._subtask, len(outputs),
                  len(out.batch.events), len(out.batch.sessions), (wrote - started) * 1000,
                  (graphed - wrote) * 1000, (time.perf_counter() - graphed) * 1000)
 
     def close(self) -> None:
-        for name in ("_redis", "_live", "_graph", "_cassandra"):
+        for name in ("_metrics_redis", "_redis", "_live", "_graph", "_cassandra"):
             client = getattr(self, name, None)
             if client is not None:
                 client.close()

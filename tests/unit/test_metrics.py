@@ -14,6 +14,7 @@ from gateway.metrics_graphql import OperationNames
 from stream.contract.envelope import EnvelopeParser
 from stream.contract.reasons import REASON_CODES, reason_code
 from stream.contract.registry import SchemaRegistry
+from stream.flink.write_metrics import StoreWriteTotals
 
 NOW = 1_764_000_000_000
 
@@ -133,3 +134,36 @@ def test_pipeline_gauges_show_what_is_known() -> None:
     got = samples(metrics)
     assert got[("cep_pipeline_up", frozenset())] == 0
     assert not any(name == "cep_pipeline_pending_events" for name, _ in got)
+
+
+def test_the_jobs_store_writes_join_the_store_write_families() -> None:
+    metrics = Metrics()
+    metrics.store("kafka").observe(0.002)
+    job = {"cassandra": StoreWriteTotals((0, 1, 2) + (3,) * 11, 0.9, 4, 1)}
+    reading: list[Any] = [job]
+
+    def read() -> dict[str, StoreWriteTotals]:
+        if isinstance(reading[0], Exception):
+            raise reading[0]
+        return dict(reading[0])
+
+    metrics.watch_job_writes(read)
+    text = metrics.exposition().decode()
+    assert text.count("# TYPE cep_store_write_duration_seconds histogram") == 1
+    assert text.count("# TYPE cep_store_write_errors_total counter") == 1
+    got = samples(metrics)
+    cassandra = frozenset({("store", "cassandra")})
+    assert got[("cep_store_write_duration_seconds_count", cassandra)] == 4
+    assert got[("cep_store_write_duration_seconds_sum", cassandra)] == 0.9
+    assert got[("cep_store_write_duration_seconds_bucket",
+                cassandra | {("le", "0.001")})] == 1
+    assert got[("cep_store_write_duration_seconds_bucket",
+                cassandra | {("le", "10.0")})] == 3
+    assert got[("cep_store_write_duration_seconds_bucket", cassandra | {("le", "+Inf")})] == 4
+    assert got[("cep_store_write_errors_total", cassandra)] == 1
+    assert got[("cep_store_write_duration_seconds_count", frozenset({("store", "kafka")}))] == 1
+
+    reading[0] = ConnectionError("Redis is down")  # the scrape answers without the job's
+    got = samples(metrics)
+    assert ("cep_store_write_duration_seconds_count", cassandra) not in got
+    assert got[("cep_store_write_duration_seconds_count", frozenset({("store", "kafka")}))] == 1
