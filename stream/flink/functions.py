@@ -141,25 +141,36 @@ def _open_suppressions(suppressions: JobSuppressions | None) -> JobSuppressions:
     return found
 
 
-class ParseEvents(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
-    """Kafka value / file line → ``KeyedEvent``. Undecodable input is logged and counted:
-    the gateway validated every event, so one here means a producer outside the contract.
-    Events of forgotten identities (``stream.flink.suppress``) are dropped and counted."""
+class _Forgetting(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
+    """A parser that drops what names a forgotten identity: holds the job's forgotten list
+    (``stream.flink.suppress``) from ``open`` to ``close``."""
 
-    def __init__(self, fmt: WireFormat, suppressions: JobSuppressions | None = None) -> None:
-        self._fmt = fmt
+    def __init__(self, suppressions: JobSuppressions | None) -> None:
         self._suppressions = suppressions
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._decode: Callable[[Any], Event] = event_decoder(self._fmt).decode
-        self._bad = runtime_context.get_metrics_group().counter("undecodable_events")
         self._forgotten = _open_suppressions(self._suppressions)
-        self._dropped = runtime_context.get_metrics_group().counter("forgotten_events")
 
     def close(self) -> None:
         forgotten = getattr(self, "_forgotten", None)
         if forgotten is not None:
             forgotten.close()
+
+
+class ParseEvents(_Forgetting):
+    """Kafka value / file line → ``KeyedEvent``. Undecodable input is logged and counted:
+    the gateway validated every event, so one here means a producer outside the contract.
+    Events of forgotten identities (``stream.flink.suppress``) are dropped and counted."""
+
+    def __init__(self, fmt: WireFormat, suppressions: JobSuppressions | None = None) -> None:
+        super().__init__(suppressions)
+        self._fmt = fmt
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        super().open(runtime_context)
+        self._decode: Callable[[Any], Event] = event_decoder(self._fmt).decode
+        self._bad = runtime_context.get_metrics_group().counter("undecodable_events")
+        self._dropped = runtime_context.get_metrics_group().counter("forgotten_events")
 
     def flat_map(self, value: bytes | str) -> Iterator[KeyedEvent]:
         if not value:  # a heartbeat (clients/kafka_topics.py)
@@ -178,22 +189,14 @@ class ParseEvents(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
                f"{event.project}\x1f{session_key(event)}", event.time, payload)
 
 
-class ParseProfiles(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
+class ParseProfiles(_Forgetting):
     """``profiles.raw`` value (msgpack ``Profile``) → ``(bucket, Profile)``; a forgotten
     user's are dropped."""
 
     def __init__(self, buckets: Sequence[int],
                  suppressions: JobSuppressions | None = None) -> None:
+        super().__init__(suppressions)
         self._buckets = list(buckets)
-        self._suppressions = suppressions
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self._forgotten = _open_suppressions(self._suppressions)
-
-    def close(self) -> None:
-        forgotten = getattr(self, "_forgotten", None)
-        if forgotten is not None:
-            forgotten.close()
 
     def flat_map(self, value: bytes) -> Iterator[tuple[int, list[Profile]]]:
         if not value:  # a heartbeat
@@ -209,23 +212,15 @@ class ParseProfiles(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untype
                [profile])
 
 
-class ParseDeadLetters(FlatMapFunction):  # type: ignore[misc]  # PyFlink is untyped
+class ParseDeadLetters(_Forgetting):
     """``events.dead`` value → ``(bucket, DeadLetter | DeadSettled)``: a settlement is the
     two-element ``[project, id]``, a letter the longer ``DeadLetter`` array. Letters naming
     a forgotten identity are dropped."""
 
     def __init__(self, buckets: Sequence[int],
                  suppressions: JobSuppressions | None = None) -> None:
+        super().__init__(suppressions)
         self._buckets = list(buckets)
-        self._suppressions = suppressions
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self._forgotten = _open_suppressions(self._suppressions)
-
-    def close(self) -> None:
-        forgotten = getattr(self, "_forgotten", None)
-        if forgotten is not None:
-            forgotten.close()
 
     def flat_map(self, value: bytes) -> Iterator[tuple[int, list[DeadLetter | DeadSettled]]]:
         if not value:  # a heartbeat
