@@ -29,7 +29,8 @@ from graphql import (
     get_named_type,
 )
 
-PAGE_ARGUMENTS = ("first", "top", "maxLinks")
+# trends: breakdownLimit bounds the series per asked series, so it counts as its page
+PAGE_ARGUMENTS = ("first", "top", "maxLinks", "breakdownLimit")
 UNBOUNDED_LIST = 20  # items assumed for a list field without a page argument
 
 
@@ -66,8 +67,10 @@ def _cost(ctx: ValidationContext, selection_set: SelectionSetNode | None, parent
             if field is None:
                 continue  # another rule reports unknown fields
             items, own_page = _items(sel, field, page_limit, paged)
+            # a page of a list (eventDefinitions) counts the lists of each item; a page of
+            # a connection counts its edges once
             inner = _cost(ctx, sel.selection_set, get_named_type(field.type), page_limit,
-                          fragments_seen, own_page)
+                          fragments_seen, own_page and not _is_list(field.type))
             total += 1 + items * inner
         elif isinstance(sel, InlineFragmentNode):
             target = (ctx.schema.get_type(sel.type_condition.name.value)
@@ -84,6 +87,11 @@ def _cost(ctx: ValidationContext, selection_set: SelectionSetNode | None, parent
     return total
 
 
+def _is_list(type_: Any) -> bool:
+    return isinstance(type_.of_type if isinstance(type_, GraphQLNonNull) else type_,
+                      GraphQLList)
+
+
 def _items(node: FieldNode, field: Any, page_limit: int, paged: bool) -> tuple[int, bool]:
     """How many items the field may return (1 for anything but a list or a connection), and
     whether a page argument of its own said so."""
@@ -97,7 +105,6 @@ def _items(node: FieldNode, field: Any, page_limit: int, paged: bool) -> tuple[i
         if name in field.args:
             default = field.args[name].default_value
             return (default if isinstance(default, int) and default > 0 else page_limit), True
-    type_ = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
-    if not isinstance(type_, GraphQLList) or paged:
+    if not _is_list(field.type) or paged:
         return 1, False
     return UNBOUNDED_LIST, False

@@ -58,10 +58,10 @@ class Reader:
         self.project = project
 
     async def events(self, start: int, end: int, names: Collection[str] | None = None,
-                     columns: tuple[str, ...] = EVENT_SCAN_COLUMNS, ordered: bool = True
-                     ) -> pa.Table:
+                     columns: tuple[str, ...] = EVENT_SCAN_COLUMNS, ordered: bool = True,
+                     user_id: str | None = None) -> pa.Table:
         query = EventQuery(start, end, None if names is None else tuple(sorted(names)),
-                           tuple(columns), ordered)
+                           tuple(columns), ordered, user_id)
         table: pa.Table = await self._ctx.call(self._ctx.events.scan_events, self.project, query)
         return table
 

@@ -12,7 +12,8 @@ ordered by ``(time, insert_id)``, with these columns (a query asks for a subset)
   Moving ten million ids as strings and hashing them again in Python costs three times
   what the keys do; two ids share a key with odds of about n²/2⁶⁵ (10⁻⁶ at ten million
   users) — documented in docs/decisions.md
-- ``device_id``, ``url`` (strings, nullable)
+- ``device_id``, ``url``, ``source_id``, ``browser`` (strings, nullable), ``ingest_time``
+  (int64, unix ms: when CEP accepted the event)
 - ``properties`` (string: the custom properties as a JSON object, nullable)
 - ``city state country device_type os app_version`` (strings, nullable): what enrichment
   found for the event itself; profile traits win over these where a runner needs a user's

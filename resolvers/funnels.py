@@ -179,7 +179,7 @@ def _validate_step(i: int, step: FunnelStep, order: str) -> None:
     field = f"steps[{i}]"
     if not step.event:
         raise bad_input(f"{field}.event", "give an event name")
-    _validate_where(field, step.where)
+    validate_where(field, step.where)
     if step.optional and i == 0:
         raise bad_input(f"{field}.optional", "the first step cannot be optional")
     if step.optional and order == "ANY":
@@ -199,7 +199,7 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
 
 
-def _validate_where(field: str, where: Sequence[PropertyFilter]) -> None:
+def validate_where(field: str, where: Sequence[PropertyFilter]) -> None:
     for j, f in enumerate(where):
         path = f"{field}.where[{j}]"
         if not f.key:
@@ -223,7 +223,7 @@ def _validate_exclusions(query: FunnelQuery) -> None:
             raise bad_input(field, "exclusions need order ORDERED or STRICT")
         if not ex.event:
             raise bad_input(f"{field}.event", "give an event name")
-        _validate_where(field, ex.where)
+        validate_where(field, ex.where)
         if not 1 <= ex.from_step < n:
             raise bad_input(f"{field}.fromStep", f"must be between 1 and {n - 1}")
         if not ex.from_step < ex.to_step <= n:

@@ -27,8 +27,10 @@ from resolvers.schema_funnels import FunnelQueries
 from resolvers.schema_keys import KeyMutations, KeyQueries
 from resolvers.schema_live import LiveQueries, LiveSubscriptions
 from resolvers.schema_paths import PathQueries
+from resolvers.schema_people import PeopleQueries
 from resolvers.schema_retention import RetentionQueries
 from resolvers.schema_segments import SegmentMutations, SegmentQueries
+from resolvers.schema_trends import TrendQueries
 from resolvers.schema_user_data import UserDataMutations, UserDataQueries
 from resolvers.sessions import compute_session_metrics, encode_cursor, page_sessions
 from resolvers.types import (
@@ -366,7 +368,7 @@ class PrivacySettings:
 @strawberry.type
 class Query(SessionQueries, EngagementQueries, FunnelQueries, SegmentQueries,
             RetentionQueries, PathQueries, CampaignQueries, ContractQueries, KeyQueries,
-            AboutQueries, UserDataQueries, LiveQueries):
+            AboutQueries, UserDataQueries, LiveQueries, PeopleQueries, TrendQueries):
     pass
 
 

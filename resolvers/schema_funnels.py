@@ -112,7 +112,8 @@ class FunnelTrendPoint:
     rate: float
 
 
-def _filters(items: list[PropertyFilterInput] | None) -> tuple[PropertyFilter, ...]:
+def property_filters(items: list[PropertyFilterInput] | None
+                     ) -> tuple[PropertyFilter, ...]:
     return tuple(PropertyFilter(f.key, f.op.lower(), f.value) for f in items or ())
 
 
@@ -122,12 +123,13 @@ def _query(ctx: Any, steps: list[FunnelStepInput], window: TimeWindow | None,
            breakdown: str | None) -> FunnelQuery:
     w = window_of(ctx, window)
     query = FunnelQuery(
-        steps=tuple(FunnelStep(s.event, _filters(s.where), s.optional,
+        steps=tuple(FunnelStep(s.event, property_filters(s.where), s.optional,
                                s.max_seconds_from_previous) for s in steps),
         start=w.start, end=w.end,
         conversion_window_ms=parse_duration(conversion_window, "conversionWindow"),
         order=order.value,
-        exclusions=tuple(FunnelExclusion(x.event, x.from_step, x.to_step, _filters(x.where))
+        exclusions=tuple(FunnelExclusion(x.event, x.from_step, x.to_step,
+                                         property_filters(x.where))
                          for x in exclusions or ()),
         hold_constant=tuple(hold_constant or ()), count_by=count_by.value,
         breakdown=breakdown)

@@ -604,7 +604,8 @@ class CassandraStore:
             raise ValueError(f"columns: not scannable: {sorted(unknown)}")
         raw = list(dict.fromkeys(["time", "insert_id", *(
             c for c in query.columns if c not in ("user_id", "user_key"))]))
-        resolve = "user_id" in query.columns or "user_key" in query.columns
+        resolve = ("user_id" in query.columns or "user_key" in query.columns
+                   or query.user_id is not None)
         if resolve:
             raw += [c for c in ("distinct_user_id", "device_id") if c not in raw]
         parts: list[tuple[Any, ...]] = []
@@ -628,11 +629,15 @@ class CassandraStore:
             ties = self._identities(project, {d for d in devices if d is not None})
             columns["user_id"] = [u if u is not None else ties.get(d, d) for u, d in zip(
                 columns["distinct_user_id"], devices, strict=True)]
+            if query.user_id is not None:  # no table is keyed by the resolved user
+                keep = [i for i, u in enumerate(columns["user_id"]) if u == query.user_id]
+                columns = {c: [values[i] for i in keep] for c, values in columns.items()}
         if "dedupe_key" in columns:
             columns["dedupe_key"] = [_unsigned(k) for k in columns["dedupe_key"]]
         if "user_key" in query.columns:
             columns["user_key"] = user_keys(columns["user_id"])
-        types = {"time": pa.int64(), "dedupe_key": pa.uint64(), "user_key": pa.uint64()}
+        types = {"time": pa.int64(), "ingest_time": pa.int64(), "dedupe_key": pa.uint64(),
+                 "user_key": pa.uint64()}
         return pa.Table.from_arrays(
             [pa.array(columns[c], types.get(c, pa.string())) for c in query.columns],
             names=list(query.columns))

@@ -387,6 +387,9 @@ class DuckDBStore:
                 return self.cursor().sql(sql + " AND false", params=params).to_arrow_table()
             sql += " AND list_contains(?, e.event_name)"
             params.append(list(query.names))
+        if query.user_id is not None:
+            sql += f" AND {_RESOLVED} = ?"
+            params.append(query.user_id)
         if query.ordered:
             sql += " ORDER BY e.time, e.insert_id"
         return self.cursor().sql(sql, params=params).to_arrow_table()

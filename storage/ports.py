@@ -77,7 +77,7 @@ class SessionQuery:
 EVENT_SCAN_COLUMNS = (
     "insert_id", "event_name", "category", "time", "session_id", "user_id", "device_id",
     "url", "properties", "city", "state", "country", "device_type", "os", "app_version",
-    "dedupe_key", "user_key",
+    "dedupe_key", "user_key", "ingest_time", "source_id", "browser",
 )
 # The columns of ``ProfileStore.scan_profiles``: a user's profile as identify set it.
 PROFILE_COLUMNS = (
@@ -92,13 +92,15 @@ class EventQuery:
     ``names`` (every name when ``None``), with ``columns`` (a subset of EVENT_SCAN_COLUMNS),
     ordered by ``(time, insert_id)`` when ``ordered`` (sorting a million rows by a string
     tie-breaker costs more than most runners' whole computation, so runners that only
-    count ask for none)."""
+    count ask for none). ``user_id``: only the events whose resolved user (own user, else
+    the device's tie, else the device) is this one — one person's page."""
 
     start: int
     end: int
     names: tuple[str, ...] | None = None
     columns: tuple[str, ...] = EVENT_SCAN_COLUMNS
     ordered: bool = True
+    user_id: str | None = None
 
 
 class ProcessingStore(Protocol):

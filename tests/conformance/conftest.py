@@ -82,3 +82,16 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture
 def project(backend: Gateway) -> Project:
     return Project(backend, backend.create_project(f"conf-{uuid.uuid4().hex[:8]}"))
+
+
+def ann_journey() -> list[dict[str, Any]]:
+    """Ann, anonymous on her phone until she logs in there, then on a tablet and from a
+    server: one person behind three identities (insert ids a1-a6)."""
+    return [
+        ev("App Launch", 0, device="ann-phone", insert_id="a1"),
+        ev("Search", 1, device="ann-phone", insert_id="a2"),
+        ev("Login", 2, device="ann-phone", user="ann", insert_id="a3"),
+        ev("App Launch", 100, device="ann-tablet", user="ann", insert_id="a4"),
+        ev("Purchase", 101, device="ann-tablet", user="ann", insert_id="a5"),
+        ev("Charged", 102, device=None, user="ann", insert_id="a6"),
+    ]

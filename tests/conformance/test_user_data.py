@@ -13,23 +13,13 @@ from typing import Any
 import pytest
 
 from tests.conformance.conftest import Project, ev
+from tests.conformance.conftest import ann_journey as ann
 from tests.e2e.ws_client import TRANSPORT_WS, connected
 
 AL, SEARCH, LOGIN, BUY, CHARGED = "App Launch", "Search", "Login", "Purchase", "Charged"
 USER_DATA = """query($u: String!) { userData(userId: $u) { userId total records } }"""
 DELETE = """mutation($u: String!) { deleteUserData(userId: $u) {
     userId total erased { store records } } }"""
-
-
-def ann() -> list[dict[str, Any]]:
-    return [
-        ev(AL, 0, device="ann-phone", insert_id="a1"),  # anonymous until she logs in
-        ev(SEARCH, 1, device="ann-phone", insert_id="a2"),
-        ev(LOGIN, 2, device="ann-phone", user="ann", insert_id="a3"),
-        ev(AL, 100, device="ann-tablet", user="ann", insert_id="a4"),
-        ev(BUY, 101, device="ann-tablet", user="ann", insert_id="a5"),
-        ev(CHARGED, 102, device=None, user="ann", insert_id="a6"),  # from a server
-    ]
 
 
 def bob() -> list[dict[str, Any]]:

@@ -22,7 +22,8 @@ def events_table(rows: list[dict[str, Any]]) -> pa.Table:
     rows = sorted(rows, key=lambda r: (r["time"], r["insert_id"]))
     keys = user_keys([r.get("user_id") or "" for r in rows])
     rows = [{**r, "user_key": k} for r, k in zip(rows, keys, strict=True)]
-    types = {"time": pa.int64(), "dedupe_key": pa.uint64(), "user_key": pa.uint64()}
+    types = {"time": pa.int64(), "ingest_time": pa.int64(), "dedupe_key": pa.uint64(),
+             "user_key": pa.uint64()}
     return pa.table({c: pa.array([r.get(c) for r in rows], types.get(c, pa.string()))
                      for c in EVENT_SCAN_COLUMNS})
 

@@ -49,3 +49,12 @@ def test_fragments_count_where_they_are_spread() -> None:
     spread = cost("""{ sessions(first: 5) { edges { node { ...S } } } }
         fragment S on Session { id events { eventName } }""")
     assert spread == direct
+
+
+def test_trends_count_breakdown_limit_series() -> None:
+    default = cost('{ trends(series: [{event: "A"}], breakdown: "os") { series { name total '
+                   'values } } }')
+    wide = cost('{ trends(series: [{event: "A"}], breakdownLimit: 100) { buckets series { '
+                'name total values } } }')
+    # trends(page) { series (counted once) { 3 fields } }: values are scalars
+    assert (default, wide) == (1 + 10 * (1 + 3), 1 + 100 * (1 + 1 + 3))
