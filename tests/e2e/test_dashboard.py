@@ -36,8 +36,8 @@ from tests.e2e.conftest import ROOT, Gateway
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("CEP_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "dashboard"
-PANELS = ("overview", "funnel", "retention", "paths", "segments", "breakdowns", "crashes",
-          "live")
+PANELS = ("overview", "trends", "funnel", "retention", "paths", "segments", "people",
+          "breakdowns", "crashes", "live")
 WINDOW = {"last": "30d"}  # the dashboard's default window
 WAIT_MS = 60_000  # generous: two cores, and another suite may be running
 Demo = tuple[Gateway, dict[str, Any]]  # the gateway and the demo project's keys
@@ -268,8 +268,12 @@ def test_every_panel_renders_the_demo_data(page: Page, errors: list[str], demo: 
                 .getOption().series[0].links.length""")
             assert sankey > 5
             assert page.locator('tr[data-group="converters"]').count() > 0
+        elif name == "trends":
+            assert page.locator('[data-card="trends-chart"] tbody tr').count() == 3
         elif name == "segments":
             assert page.locator('[data-card="segment-users"] tbody tr').count() == 25
+        elif name == "people":
+            assert page.locator('[data-card="person-profile"][data-state="empty"]').count() == 1
         elif name == "breakdowns":
             for dimension in ("city", "deviceType", "os", "ageBand", "gender"):
                 assert page.locator(f'[data-chart="breakdown-{dimension}"]').count() == 1
@@ -431,6 +435,134 @@ def test_segment_export_is_the_whole_segment(page: Page, errors: list[str], demo
     assert list(exported[0]) == ["userId", "city", "state", "country", "postalCode", "lat",
                                  "long", "deviceType", "os", "appVersion", "gender", "age",
                                  "email", "phone"]
+    assert errors == []
+
+
+TRENDS = """query($series: [TrendSeriesInput!]!, $w: TimeWindow, $b: String) {
+  trends(series: $series, interval: DAY, window: $w, breakdown: $b, timezone: "UTC",
+         breakdownLimit: 5) {
+    buckets series { name breakdownValue total values }
+  }
+}"""
+
+
+def chart_series(page: Page, name: str) -> list[dict[str, Any]]:
+    return list(page.evaluate("""name => echarts.getInstanceByDom(
+        document.querySelector(`[data-chart="${name}"]`)).getOption().series
+        .map(s => ({name: s.name, data: s.data}))""", name))
+
+
+def test_trends_match_the_api(page: Page, errors: list[str], demo: Demo) -> None:
+    gw, keys = demo
+    key = keys["read_key"]
+    sign_in(page, gw, key)
+    wait_panel(page, "overview")
+    open_panel(page, "trends")
+    # the busiest three events of the pick-list's catalogue, counted per day
+    catalogue = gql(gw, key, """{ eventDefinitions(window: {last: "90d"}, first: 500) {
+        name } }""")["eventDefinitions"]
+    busiest = [d["name"] for d in catalogue[:3]]
+    chosen = page.locator('select[name="trends-event"]').evaluate_all(
+        "els => els.map(e => e.value)")
+    assert chosen == busiest
+    assert page.input_value('select[name="trends-math"]') == "TOTAL"
+    assert page.input_value('select[name="trends-interval"]') == "DAY"
+    card = page.locator('[data-card="trends-chart"]')
+
+    def matches_the_api(math: str, breakdown: str | None) -> None:
+        truth = gql(gw, key, TRENDS, {"series": [{"event": e, "math": math} for e in busiest],
+                                      "w": WINDOW, "b": breakdown})["trends"]
+        series = truth["series"]
+        assert series
+        assert sum(s["total"] for s in series) > 0
+        rows = card.locator("tbody tr")
+        assert rows.count() == len(series)
+        for i, s in enumerate(series):
+            row = rows.nth(i)
+            assert float(row.get_attribute("data-total") or "nan") == s["total"]
+            assert row.locator('td[data-col="name"]').inner_text() == s["name"]
+            if math == "TOTAL":
+                assert row.locator('td[data-col="total"]').inner_text() == number(s["total"])
+            if breakdown:
+                assert row.locator('td[data-col="breakdown-value"]').inner_text() \
+                    == (s["breakdownValue"] or "(unknown)")
+        lines = chart_series(page, "trends")
+        assert [line["data"] for line in lines] == [s["values"] for s in series]
+        axis = page.evaluate("""() => echarts.getInstanceByDom(
+            document.querySelector('[data-chart="trends"]')).getOption().xAxis[0].data""")
+        assert axis == [b[:10] for b in truth["buckets"]]
+
+    matches_the_api("TOTAL", None)
+    assert [line["name"] for line in chart_series(page, "trends")] == busiest
+
+    page.select_option('select[name="trends-math"]', "UNIQUE_USERS")
+    wait_panel(page, "trends")
+    page.select_option('select[name="trends-breakdown"]', "country")
+    page.wait_for_function("""() => /Unique users per day, by country/.test(
+        document.querySelector('[data-card="trends-chart"] h3').textContent)""")
+    wait_panel(page, "trends")
+    matches_the_api("UNIQUE_USERS", "country")
+    screenshot(page, "trends-breakdown")
+    assert errors == []
+
+
+PERSON = """query($u: String!, $w: TimeWindow) {
+  user(userId: $u, window: $w) {
+    userId eventCount sessionCount
+    events(first: 50) { totalCount edges { node { insertId } } }
+  }
+}"""
+
+
+def test_person_page_matches_the_api(page: Page, errors: list[str], demo: Demo) -> None:
+    gw, keys = demo
+    key = keys["read_key"]
+    rows = gql(gw, key, """query($w: TimeWindow) { segment(window: $w, first: 20) { rows } }""",
+               {"w": WINDOW})["segment"]["rows"]
+    people = (gql(gw, key, PERSON, {"u": r["userId"], "w": WINDOW})["user"] for r in rows)
+    # one with more than a page of events (25), so that "Load more" has more to load
+    person = next(p for p in people if p and p["eventCount"] > 25)
+    user = person["userId"]
+    newest = [e["node"]["insertId"] for e in person["events"]["edges"]]
+
+    sign_in(page, gw, key)
+    wait_panel(page, "overview")
+    open_panel(page, "people")
+    page.fill('input[name="people-user"]', user)
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_function("""user => document.querySelector(
+        '[data-card="person-profile"] dd[data-field="userId"]')?.textContent === user""",
+                           arg=user)
+    wait_panel(page, "people")
+    assert page.inner_text('[data-kpi="user-events"] .kpi-value') \
+        == number(person["eventCount"])
+    assert page.inner_text('[data-kpi="user-sessions"] .kpi-value') \
+        == number(person["sessionCount"])
+    events = page.locator('[data-card="person-events"]')
+    assert events.locator("p[data-total]").get_attribute("data-total") \
+        == str(person["events"]["totalCount"])
+
+    def listed() -> list[str]:
+        return list(events.locator("tbody tr").evaluate_all(
+            "els => els.map(e => e.dataset.insertId)"))
+
+    assert listed() == newest[:25]
+    events.locator('button[data-action="load-more"]').click()
+    page.wait_for_function("""n => document.querySelectorAll(
+        '[data-card="person-events"] tbody tr').length === n""", arg=len(newest))
+    assert listed() == newest
+    screenshot(page, "people")
+
+    # a user in the segment explorer opens their page
+    open_panel(page, "segments")
+    member = page.locator('[data-card="segment-users"] td[data-col="userId"] a').first
+    other = member.inner_text()
+    member.click()
+    page.wait_for_function("""user => document.querySelector(
+        '[data-card="person-profile"] dd[data-field="userId"]')?.textContent === user""",
+                           arg=other)
+    wait_panel(page, "people")
+    assert page.input_value('input[name="people-user"]') == other
     assert errors == []
 
 

@@ -10,13 +10,15 @@ import { FunnelPanel } from "./panels/funnel.js";
 import { LivePanel } from "./panels/live.js";
 import { OverviewPanel } from "./panels/overview.js";
 import { PathsPanel } from "./panels/paths.js";
+import { PeoplePanel } from "./panels/people.js";
 import { RetentionPanel } from "./panels/retention.js";
 import { SegmentsPanel } from "./panels/segments.js";
+import { TrendsPanel } from "./panels/trends.js";
 
 const KEY_STORAGE = "cep.dashboard.readKey";
 const WINDOW_STORAGE = "cep.dashboard.window";
-const PANELS = [OverviewPanel, FunnelPanel, RetentionPanel, PathsPanel, SegmentsPanel,
-  BreakdownsPanel, CrashesPanel, LivePanel];
+const PANELS = [OverviewPanel, TrendsPanel, FunnelPanel, RetentionPanel, PathsPanel,
+  SegmentsPanel, PeoplePanel, BreakdownsPanel, CrashesPanel, LivePanel];
 // Suggestions for pickers: the event names and dimension values seen over this long.
 const CATALOGUE_WINDOW = { last: "90d" };
 
@@ -34,6 +36,11 @@ const CATALOGUE = `query Catalogue($window: TimeWindow) {
   deviceType: breakdown(metric: USERS, by: DEVICE_TYPE, window: $window) { key }
 }`;
 
+// The event catalogue: names by volume, with the custom properties their latest events carry.
+const DEFINITIONS = `query EventDefinitions($window: TimeWindow) {
+  eventDefinitions(window: $window, first: 500) { name count users properties { key count } }
+}`;
+
 const $ = (id) => document.getElementById(id);
 
 class Dashboard {
@@ -42,6 +49,7 @@ class Dashboard {
     this.panels = new Map();
     this.current = null;
     this.catalogue = null;
+    this.definitions = null;
     this.settings = null;
   }
 
@@ -126,6 +134,7 @@ class Dashboard {
     this.api = api;
     this.settings = answer.sessionSettings;
     this.catalogue = null;
+    this.definitions = null;
     $("whoami").textContent = `${key.slice(0, 10)}… · CEP ${answer.about.version} · ` +
       `${answer.about.profile}`;
     this.buildPanels();
@@ -153,6 +162,7 @@ class Dashboard {
       window: () => ({ last: $("window").value }),
       windowLabel: () => $("window").selectedOptions[0].textContent.toLowerCase(),
       catalogue: () => this.loadCatalogue(),
+      definitions: () => this.loadDefinitions(),
       refused: (err) => this.signOut(err.message),
       go: (id, params) => {
         window.location.hash = `#${id}`;
@@ -176,6 +186,18 @@ class Dashboard {
       });
     }
     return this.catalogue;
+  }
+
+  /** `eventDefinitions` over the catalogue's window (most events first), once per sign-in. */
+  loadDefinitions() {
+    if (!this.definitions) {
+      this.definitions = this.api.query(DEFINITIONS, { window: CATALOGUE_WINDOW })
+        .then((d) => d.eventDefinitions);
+      this.definitions.catch(() => {
+        this.definitions = null; // try again next time a panel asks
+      });
+    }
+    return this.definitions;
   }
 
   buildPanels() {

@@ -55,7 +55,7 @@ export class LivePanel extends Panel {
     this.buildStreamForm();
   }
 
-  /** Watch a user from another panel (a drop-off user, a segment member). */
+  /** Watch a user from another panel (a drop-off user, a person's page). */
   open({ userId }) {
     this.mode.value = "user";
     this.idInput.value = userId;

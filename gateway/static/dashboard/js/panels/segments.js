@@ -88,10 +88,10 @@ export class SegmentsPanel extends Panel {
             disabled: this.exporting, onclick: (e) => this.exportCsv(e.currentTarget) },
           status))),
       table([
-        { label: "User", key: "userId", value: (r) => h("a", { href: "#live",
-          onclick: (e) => {
+        { label: "User", key: "userId", value: (r) => h("a", { href: "#people",
+          title: "Open this user's page", onclick: (e) => {
             e.preventDefault();
-            this.ctx.go("live", { userId: r.userId });
+            this.ctx.go("people", { userId: r.userId });
           } }, r.userId) },
         { label: "City", key: "city", value: (r) => r.city || "–" },
         { label: "Country", key: "country", value: (r) => r.country || "–" },
