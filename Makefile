@@ -52,7 +52,7 @@ test-unit: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy gateway resolvers stream storage graph clients
+	$(BIN)/mypy gateway resolvers stream storage graph clients bench
 
 schema: $(STAMP)
 	$(BIN)/cep schema export > schema.graphql

@@ -173,16 +173,17 @@ def serve_patched(patch_json: str, serve: list[str]) -> None:
 
         commit = EmbeddedRunner._commit
 
-        def publish_then_commit(self: Any, batch: Any, changes: Any, *rest: Any) -> None:
+        def publish_then_commit(self: Any, steps: Any) -> None:
             hook, self._on_commit = self._on_commit, None
             try:
                 if hook is not None:
-                    hook(batch, changes)
-                commit(self, batch, changes, *rest)
+                    for step in steps:
+                        hook(step.batch, step.changes)
+                commit(self, steps)
             finally:
                 self._on_commit = hook
 
-        EmbeddedRunner._commit = publish_then_commit  # type: ignore[method-assign,assignment]
+        EmbeddedRunner._commit = publish_then_commit  # type: ignore[method-assign]
     if "publish" in patch:
         import gateway.platform
 

@@ -58,6 +58,17 @@ QUERIES: dict[str, str] = {
         window: WINDOW, first: 10000) { totalCount rows } }""",
     "segment (count only)": """{ segment(filter: {did: [{event: "App Launch"}]},
         window: WINDOW, first: 0) { totalCount } }""",
+    "trends (3 events, daily)": """{ trends(series: [{event: "App Launch"},
+        {event: "Add to Cart"}, {event: "Purchase"}], window: WINDOW, interval: DAY) {
+        buckets series { name total values } } }""",
+    "trends (users by country)": """{ trends(series: [{event: "App Launch",
+        math: UNIQUE_USERS}], window: WINDOW, interval: DAY, breakdown: "country") {
+        series { breakdownValue total values } } }""",
+    "eventDefinitions": """{ eventDefinitions(window: WINDOW, first: 50) { name count users
+        lastSeen properties { key type count examples } } }""",
+    "user (person page)": """{ user(userId: "USER", window: WINDOW) { userId eventCount
+        sessionCount deviceIds topEvents { event count } events(first: 50) { totalCount
+        edges { node { eventName time } } } sessions(first: 20) { id } } }""",
 }
 
 
@@ -108,6 +119,14 @@ def timed(url: str, key: str, query: str, runs: int = 3) -> tuple[float, int]:
             if i:
                 times.append(elapsed)
     return statistics.median(times), size
+
+
+def a_user(url: str, key: str) -> str:
+    """A user for the person page: the first of a segment page (any active user)."""
+    resp = httpx.post(f"{url}/graphql", headers={"Authorization": f"Bearer {key}"}, json={
+        "query": "{ segment(window: WINDOW, first: 1) { edges { node { userId } } } }".replace(
+            "WINDOW", WINDOW)}, timeout=600)
+    return str(resp.json()["data"]["segment"]["edges"][0]["node"]["userId"])
 
 
 def duckdb_baselines(db: Path, project: str) -> dict[str, float]:
@@ -180,10 +199,11 @@ def main() -> None:
     print(f"processed the log in {time.perf_counter() - server_start:.0f} s", flush=True)
     results = {}
     try:
+        user = a_user(server.url, keys["read_key"])
         for name, query in QUERIES.items():
             if args.only not in name or (args.skip and args.skip in name):
                 continue
-            query = query.replace("WINDOW", WINDOW).replace(
+            query = query.replace("WINDOW", WINDOW).replace("USER", user).replace(
                 "STEPS", ", ".join(f'{{event: "{s}"}}' for s in FUNNEL_STEPS))
             ms, size = timed(server.url, keys["read_key"], query)
             results[name] = ms
