@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,8 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.types import ExecutionContext
+from strawberry.utils.logging import StrawberryLogger
 
 from resolvers.cost import cost_rule
 from resolvers.errors import api_error, bad_input, is_public, unavailable_store
@@ -400,6 +403,22 @@ class StoreAwareMaskErrors(MaskErrors):
                             extensions={"code": "UNAVAILABLE", "store": store})
 
 
+class _Schema(strawberry.Schema):
+    """Errors a client caused or was told about (a ``CODES`` error, a validation error) are
+    logged at info, a store being down or a dropped subscriber at warning; only unexpected
+    errors are logged at error, with their traceback — what an operator should look at."""
+
+    def process_errors(self, errors: list[GraphQLError],
+                       execution_context: ExecutionContext | None = None) -> None:
+        for error in errors:
+            if not is_public(error):
+                StrawberryLogger.error(error, execution_context)
+                continue
+            code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED")
+            StrawberryLogger.logger.log(logging.WARNING if code == "UNAVAILABLE"
+                                        else logging.INFO, "%s: %s", code, error.message)
+
+
 def build_schema(
     max_depth: int = 12, max_tokens: int = 5_000, max_aliases: int = 30,
     max_cost: int = 250_000, page_limit: int = 10_000,
@@ -407,7 +426,7 @@ def build_schema(
 ) -> strawberry.Schema:
     """The schema with its limits; ``observers`` (the gateway's metrics) come first, so
     they see the whole of each operation, the limits' refusals included."""
-    return strawberry.Schema(
+    return _Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

@@ -15,10 +15,14 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from storage.ports import StoredEvents
+from storage.ports import Enrichment, StoredEvents
+from stream.operators.sessionize import SessionRow
+
+# The sessions a step touched, as they now are (see ``InProcessLiveStore.settle``).
+SessionRows = Sequence[tuple[SessionRow, Enrichment]]
 
 StreamKey = tuple[str, str, str]  # (project, "session" | "user" | "all", id)
 
@@ -112,7 +116,42 @@ class InProcessLiveStore:
 
     # -- writing (runner thread) -----------------------------------------------------------
 
-    def publish(self, batch: StoredEvents) -> None:
+    def publish(self, batch: StoredEvents, sessions: SessionRows = (),
+                deleted: Sequence[tuple[str, str]] = ()) -> None:
+        """A step's new events, to their streams and subscribers, then ``settle``."""
+        self._publish_events(batch)
+        if sessions or deleted:
+            self.settle(sessions, deleted)
+
+    def settle(self, sessions: SessionRows, deleted: Sequence[tuple[str, str]]) -> None:
+        """The pipeline's word on the sessions of a step, after its events were published.
+        An event is published once, under the session it was first placed in; when a
+        later-arriving earlier event re-homes it (an ``App Launch`` processed after what
+        followed it), that first session is ``deleted`` and no longer open, and the session
+        it moved to takes its start, last event and count from its row. A row of a session
+        not listed yet is listed if it is open (its last event within the timeout)."""
+        cutoff = int(time.time() * 1000) - self._timeout
+        with self._lock:
+            for project, sid in deleted:
+                p = self._projects.get(project)
+                if p is not None:
+                    p.sessions.pop(sid, None)
+            for row, x in sessions:
+                p = self._projects.setdefault(row.project, _Project())
+                s = p.sessions.get(row.session_id)
+                if s is None:
+                    if row.end_time < cutoff:
+                        continue
+                    s = p.sessions[row.session_id] = OpenSession(
+                        row.session_id, row.user_id or row.device_id or "", row.device_id,
+                        row.start_time, row.end_time, 0, 0, row.last_event, x.city,
+                        x.country, x.device_type)
+                    while len(p.sessions) > self._max_open:
+                        p.sessions.popitem(last=False)
+                s.started, s.last_event_time = row.start_time, row.end_time
+                s.last_event, s.events = row.last_event, row.events
+
+    def _publish_events(self, batch: StoredEvents) -> None:
         out: list[LiveEvent] = []
         with self._lock:
             for e, sid, x in zip(batch.events, batch.session_ids, batch.enrichments,

@@ -37,8 +37,9 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,7 @@ from storage.live import (
     LiveEvent,
     OpenSession,
     OpenSessionMatch,
+    SessionRows,
     StreamKey,
     SubscriberDropped,
 )
@@ -95,6 +97,35 @@ for i = 0, (#KEYS - 2) / 3 - 1 do
 end
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(max_open + 1))
 return ids
+"""
+
+
+# KEYS: active, then a session hash per session. ARGV: ttl_ms, cutoff (ms), max_open, then
+# (op, sid, started, last event time, last event, events, head) per session; op "d" deletes.
+_SETTLE = """
+local ttl, cutoff, max_open = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 0, #KEYS - 2 do
+  local h, a = KEYS[2 + i], 4 + 7 * i
+  local op, sid = ARGV[a], ARGV[a + 1]
+  if op == 'd' then
+    redis.call('DEL', h)
+    redis.call('ZREM', KEYS[1], sid)
+  else
+    local last = ARGV[a + 3]
+    local listed = redis.call('EXISTS', h) == 1
+    if listed or tonumber(last) >= cutoff then
+      if not listed then
+        redis.call('HSET', h, 'head', ARGV[a + 6], 'last_seen', '0-0')
+      end
+      redis.call('HSET', h, 'started', ARGV[a + 2], 'last_event_time', last,
+                 'last_event', ARGV[a + 4], 'events', ARGV[a + 5])
+      redis.call('PEXPIRE', h, ttl)
+      redis.call('ZADD', KEYS[1], last, sid)
+    end
+  end
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(max_open + 1))
+return 0
 """
 
 
@@ -175,6 +206,7 @@ class RedisLiveStore:
         self._read_count = read_count
         self._client = redis.Redis.from_url(url, decode_responses=True)
         self._publish = self._client.register_script(_PUBLISH)
+        self._settle = self._client.register_script(_SETTLE)
         self._lock = threading.Lock()
         self._readers: dict[asyncio.AbstractEventLoop, _Reader] = {}
 
@@ -183,7 +215,39 @@ class RedisLiveStore:
 
     # -- writing (runner thread) -----------------------------------------------------------
 
-    def publish(self, batch: StoredEvents) -> None:
+    def publish(self, batch: StoredEvents, sessions: SessionRows = (),
+                deleted: Sequence[tuple[str, str]] = ()) -> None:
+        """As ``InProcessLiveStore.publish``."""
+        self._publish_events(batch)
+        if sessions or deleted:
+            self.settle(sessions, deleted)
+
+    def settle(self, sessions: SessionRows, deleted: Sequence[tuple[str, str]]) -> None:
+        """As ``InProcessLiveStore.settle``: one script call per project and chunk."""
+        by_project: dict[str, list[tuple[str, list[Any]]]] = defaultdict(list)
+        for project, sid in deleted:
+            by_project[project].append((_session_key(project, sid),
+                                        ["d", sid, 0, 0, "", 0, ""]))
+        for row, x in sessions:
+            head = json.dumps([row.user_id or row.device_id or "", row.device_id, x.city,
+                               x.country, x.device_type])
+            by_project[row.project].append((_session_key(row.project, row.session_id), [
+                "u", row.session_id, row.start_time, row.end_time, row.last_event,
+                row.events, head]))
+        cutoff = int(time.time() * 1000) - self._timeout
+        pipe = self._client.pipeline(transaction=False)
+        for project, rows in by_project.items():
+            for start in range(0, len(rows), _CHUNK):
+                chunk = rows[start:start + _CHUNK]
+                keys = [_active_key(project)]
+                args: list[Any] = [self._ttl, cutoff, self._max_open]
+                for k, a in chunk:
+                    keys.append(k)
+                    args.extend(a)
+                self._settle(keys=keys, args=args, client=pipe)
+        pipe.execute()
+
+    def _publish_events(self, batch: StoredEvents) -> None:
         by_project: dict[str, list[tuple[list[str], list[Any]]]] = defaultdict(list)
         for e, sid, x in zip(batch.events, batch.session_ids, batch.enrichments, strict=True):
             user = e.distinct_user_id or e.device_id or ""

@@ -26,7 +26,7 @@ from storage.ports import ProcessingStore, StoredEvents, WriteBatch, merge_batch
 from stream.contract.event import Event
 from stream.contract.records import decode_record
 from stream.operators.dedupe import Dedupe, Item, dedupe_key
-from stream.operators.enrich import Enricher
+from stream.operators.enrich import Enricher, Enrichment
 from stream.operators.identify import ties
 from stream.operators.sessionize import (
     Sessionizer,
@@ -119,7 +119,8 @@ class EmbeddedRunner:
         rules_for: Callable[[str], SessionRules] = lambda _p: SessionRules(),
         on_commit: Callable[[WriteBatch, GraphChanges], None] | None = None,
         before_commit: Callable[[WriteBatch], None] | None = None,
-        on_step: Callable[[StoredEvents], None] | None = None,
+        on_step: Callable[[StoredEvents, list[tuple[SessionRow, Enrichment]],
+                           list[tuple[str, str]]], None] | None = None,
         on_store_commit: Callable[[float, bool], None] | None = None,
         linger: Callable[[], float] = lambda: LINGER_SECONDS,
         suppressed: Callable[[], Suppressions] | None = None,
@@ -262,10 +263,11 @@ class EmbeddedRunner:
         batch.ties.extend(ties(fresh))
         changes = GraphChanges()
         self._sessionize(fresh, keys, batch, changes)
-        if self._on_step is not None and batch.events.events:
+        if self._on_step is not None and (batch.events.events or batch.deleted_sessions):
             # live views see a step as soon as it is processed, not after its commit (and
-            # again after a crash replays it: they are at least once, keyed by insert id)
-            self._on_step(batch.events)
+            # again after a crash replays it: they are at least once, keyed by insert id),
+            # with the sessions it touched and deleted
+            self._on_step(batch.events, batch.sessions, batch.deleted_sessions)
         if len(self._state) > self._capacity:
             for _ in range(len(self._state) - self._capacity):
                 self._state.popitem(last=False)

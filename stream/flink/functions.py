@@ -53,6 +53,8 @@ from stream.flink.pending import PendingMarker
 from stream.flink.records import (
     DeadSettled,
     EnrichedEvent,
+    SessionDeleted,
+    SessionUpsert,
     TooLate,
     WireFormat,
     event_decoder,
@@ -504,6 +506,9 @@ class CampaignTriggers(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink i
             yield bucket_of(key, self._buckets), fired
 
 
+_LIVE_OUTPUTS = (EnrichedEvent, SessionUpsert, SessionDeleted)
+
+
 class PublishLive(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is untyped
     """Keyed by sink bucket: Sessionize's newly placed events to the Redis live views
     (``storage.redis_live``) within ``flush_ms``, on their own branch — not behind the
@@ -534,13 +539,16 @@ class PublishLive(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unt
             self._url, socket_timeout=FLUSH_TIMEOUT_S, socket_connect_timeout=FLUSH_TIMEOUT_S)
         self._writes = StoreWriteTally()
         self._forgotten = _open_suppressions(self._suppressions)
-        self._buffer: dict[int, list[EnrichedEvent]] = {}
+        self._buffer: dict[int, list[Any]] = {}
         self._published = runtime_context.get_metrics_group().counter("live_events")
 
     def process_element(self, value: tuple[int, list[Any]],
                         ctx: KeyedProcessFunction.Context) -> Iterator[None]:
         bucket, items = value
-        new = [o for o in items if type(o) is EnrichedEvent and not o.moved]
+        # new events, and what the sessionizer says of their sessions (an event moved to
+        # another session is not published again, but its first session is deleted and its
+        # new one upserted: the live store's open sessions follow)
+        new = [o for o in items if type(o) in _LIVE_OUTPUTS]
         if new:
             held = self._buffer.setdefault(bucket, [])
             if not held:
@@ -565,15 +573,16 @@ class PublishLive(KeyedProcessFunction):  # type: ignore[misc]  # PyFlink is unt
             return
         from stream.flink.translate import translate
 
+        out = translate(held)
         try:
             with self._writes.timing("redis"):
-                self._live.publish(translate(held).live)
+                self._live.publish(out.live, out.batch.sessions, out.batch.deleted_sessions)
         except Exception as exc:  # noqa: BLE001 - live views are best effort; stores are not
-            log.warning("cannot publish %d live events to Redis: %r", len(held), exc)
+            log.warning("cannot publish %d live events to Redis: %r", len(out.live), exc)
             return
         finally:
             self._writes.flush(self._metrics_redis)
-        self._published.inc(len(held))
+        self._published.inc(len(out.live))
 
     def close(self) -> None:
         for name in ("_live", "_metrics_redis"):

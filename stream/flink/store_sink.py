@@ -250,9 +250,9 @@ class StoresSink:
             with _GRAPH_WRITES, self._writes.timing("neo4j"):  # the write, not the wait
                 self._graph.apply(out.graph)
         graphed = time.perf_counter()
-        if live and out.live:
+        if live and (out.live or out.batch.deleted_sessions):
             with self._writes.timing("redis"):
-                self._live.publish(out.live)
+                self._live.publish(out.live, out.batch.sessions, out.batch.deleted_sessions)
         log.debug("subtask %d wrote %d outputs (%d events, %d sessions): cassandra %.0f ms, "
                  "neo4j %.0f ms, redis %.0f ms", self._subtask, len(outputs),
                  len(out.batch.events), len(out.batch.sessions), (wrote - started) * 1000,

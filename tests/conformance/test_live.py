@@ -103,6 +103,7 @@ def test_open_sessions_list_the_sessions_in_progress_latest_activity_first(
     deadline = time.monotonic() + WITHIN
     while len(rows := listed()) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert len(rows) == 2, rows
     ann_session, bo_session = rows
     assert ann_session["sessionId"] not in (f"{bo}-open", f"{bo}-over")
     assert ann_session == {

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -25,6 +26,7 @@ from storage.live import InProcessLiveStore, LiveEvent, SubscriberDropped
 from storage.ports import Enrichment, StoredEvents
 from storage.redis_live import RedisLiveStore, live_id, redis_key, stream_id
 from stream.contract.event import Event
+from stream.operators.sessionize import SessionRow
 from tests.integration.services import free_ports, running
 
 pytestmark = pytest.mark.slow
@@ -282,4 +284,47 @@ def test_recent_open_sessions_page_filter_and_order_like_the_in_process_store(
         assert len(listed(s, now + 290 * MIN, 500)) == 22, "minutes 214-224: within the timeout"
         assert s.recent_open_sessions(project, now, 0) == []
     assert listed(stores[0], now, 500) == listed(stores[1], now, 500)
+    stores[0].close()
+
+
+def test_settle_follows_the_pipeline_when_events_change_session(redis_url: str,
+                                                                project: str) -> None:
+    """The PyFlink job may process a device's "Add to Cart" before the earlier "App Launch"
+    that starts its session: the first is published under a session of its own, which the
+    sessionizer then deletes, moving the event to the launch's session. Both stores list one
+    open session with the pipeline's start, last event and count; a settled row of a session
+    not listed yet is listed when it is open, and not when it is past the timeout."""
+    now = int(time.time() * 1000)
+    stores = (RedisLiveStore(redis_url), InProcessLiveStore())
+
+    def event(iid: str, name: str, t: int) -> Event:
+        return Event(project, iid, name, "c", t, t, distinct_user_id="ann", device_id="phone")
+
+    def row(sid: str, start: int, end: int, events: int, last: str) -> SessionRow:
+        return SessionRow(sid, project, "d:phone", False, start, end, "x", events=events,
+                          device_id="phone", user_id="ann", last_event=last)
+
+    oslo = Enrichment(city="Oslo", country="NO", device_type="mobile")
+    cart = StoredEvents([event("a2", "Add to Cart", now - MIN)], ["s-cart"], ["d:phone"],
+                        [oslo], [2])
+    launch = StoredEvents([event("a1", "App Launch", now - 5 * MIN)], ["s-launch"],
+                          ["d:phone"], [oslo], [1])
+    for s in stores:
+        s.publish(cart, [(row("s-cart", now - MIN, now - MIN, 1, "Add to Cart"), oslo)])
+        s.publish(launch, [(row("s-launch", now - 5 * MIN, now - MIN, 2, "Add to Cart"), oslo)],
+                  [(project, "s-cart")])
+        s.settle([(row("s-new", now - 2 * MIN, now - 2 * MIN, 1, "Search"), oslo),
+                  (row("s-old", now - 90 * MIN, now - 80 * MIN, 3, "Search"), oslo)], [])
+
+    def listed(s: RedisLiveStore | InProcessLiveStore) -> list[tuple[Any, ...]]:
+        return [(o.session_id, o.user_id, o.device_id, o.started, o.last_event_time, o.events,
+                 o.last_event, o.city) for o in s.recent_open_sessions(project, now, 10)]
+
+    expected = [("s-launch", "ann", "phone", now - 5 * MIN, now - MIN, 2, "Add to Cart", "Oslo"),
+                ("s-new", "ann", "phone", now - 2 * MIN, now - 2 * MIN, 1, "Search", "Oslo")]
+    for s in stores:
+        assert listed(s) == expected
+        assert {o.session_id for o in s.open_sessions(project, now)} == {"s-launch", "s-new"}
+    # the deleted session's stream stays readable (a subscriber to it saw the event)
+    assert [e.insert_id for e in stores[0].read((project, "session", "s-cart"))] == ["a2"]
     stores[0].close()
