@@ -66,7 +66,7 @@ QUERIES: dict[str, str] = {
         series { breakdownValue total values } } }""",
     "eventDefinitions": """{ eventDefinitions(window: WINDOW, first: 50) { name count users
         lastSeen properties { key type count examples } } }""",
-    "user (person page)": """{ user(userId: "USER", window: WINDOW) { userId eventCount
+    "user (person page)": """{ user(userId: "THE_USER", window: WINDOW) { userId eventCount
         sessionCount deviceIds topEvents { event count } events(first: 50) { totalCount
         edges { node { eventName time } } } sessions(first: 20) { id } } }""",
 }
@@ -203,7 +203,7 @@ def main() -> None:
         for name, query in QUERIES.items():
             if args.only not in name or (args.skip and args.skip in name):
                 continue
-            query = query.replace("WINDOW", WINDOW).replace("USER", user).replace(
+            query = query.replace("WINDOW", WINDOW).replace("THE_USER", user).replace(
                 "STEPS", ", ".join(f'{{event: "{s}"}}' for s in FUNNEL_STEPS))
             ms, size = timed(server.url, keys["read_key"], query)
             results[name] = ms
