@@ -35,8 +35,11 @@ const decimal = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 
 export const fmt = {
   int: (n) => (n === null || n === undefined ? "–" : integer.format(n)),
+  /** A number with exactly `digits` decimals ("6.0", not "6": figures side by side align). */
   dec: (n, digits = 1) => (n === null || n === undefined ? "–"
-    : new Intl.NumberFormat(undefined, { maximumFractionDigits: digits }).format(n)),
+    : new Intl.NumberFormat(undefined, {
+      minimumFractionDigits: digits, maximumFractionDigits: digits,
+    }).format(n)),
   /** A share (0-1) as a percentage. */
   pct: (x, digits = 1) => (x === null || x === undefined || Number.isNaN(x) ? "–"
     : `${new Intl.NumberFormat(undefined, {
